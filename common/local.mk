@@ -1,0 +1,2 @@
+# common/: code both daemons need (logging, addresses, the snapshot wire format)
+libweft_a_SOURCES += common/log.c common/ip.c common/snapshot.c

@@ -1,0 +1,2 @@
+# controlplane/: controller, sources, snapshots, ctl
+libweft_a_SOURCES +=

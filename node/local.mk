@@ -1,0 +1,2 @@
+# node/: the daemon
+libweft_a_SOURCES += node/gen.c

@@ -1,0 +1,2 @@
+# proxy/: listeners, workers, connections
+libweft_a_SOURCES +=

@@ -1,0 +1,1 @@
+# test/: the lab's workload and shared test files
