@@ -1,2 +1,7 @@
 # proxy/: listeners, workers, connections
-libweft_a_SOURCES +=
+libweft_a_SOURCES += proxy/worker.c proxy/listener.c proxy/conn.c \
+	proxy/decide.c proxy/proxy-int.h
+
+check_PROGRAMS += test/unit/proxy/conn
+test_unit_proxy_conn_SOURCES = test/unit/proxy/conn.c
+test_unit_proxy_conn_LDADD = $(WEFT_LIBS)

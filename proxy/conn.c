@@ -1,0 +1,1009 @@
+/* The relay: one captured connection, two halves, bytes both ways.
+ *
+ * Shape of relayd's relay.c and libevent's le-proxy.c: each half owns a
+ * bufferevent; a half's read callback moves its input into the other half's
+ * output; when that output passes the high watermark the reader stops and
+ * the writer's write callback resumes it below half (backpressure).  EOF on
+ * one side is passed on as shutdown(SHUT_WR) on the other once its output is
+ * empty (half-close); the connection ends when both directions are done.
+ * Every exit goes through weft_conn_close(), which first delivers what was
+ * already read (no byte dropped) and then frees in conn_finish().
+ *
+ * Lifecycle (cn_state):
+ *   NEW -> HOLD -> CONNECTING -> RELAY -> [DRAINING] -> CLOSED
+ *              \______________/
+ * HOLD re-decides every rc_hold_poll_ms until rc_hold_ms; a relay built from
+ * two connected sockets (weft_conn_new_relay) starts in RELAY. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "weft/conn.h"
+#include "weft/gen.h"
+#include "weft/ip.h"
+#include "weft/log.h"
+#include "proxy/proxy-int.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT	24
+#endif
+
+enum weft_conn_state {
+	WEFT_CONN_NEW = 0,
+	WEFT_CONN_HOLD,		/* parked: no generation / unknown pod */
+	WEFT_CONN_CONNECTING,	/* upstream connect in progress */
+	WEFT_CONN_RELAY,	/* both sockets open, copying */
+	WEFT_CONN_DRAINING,	/* closing: flushing what was read */
+	WEFT_CONN_CLOSED,
+};
+
+/* A half's socket: reading ends with EOF (RD_EOF), writing with our
+ * shutdown (WR_SHUT); both is DONE.  FAILED: error, nothing more to do. */
+enum weft_half_state {
+	WEFT_HALF_NONE = 0,	/* no socket yet (upstream before connect) */
+	WEFT_HALF_CONNECTING,
+	WEFT_HALF_OPEN,
+	WEFT_HALF_RD_EOF,
+	WEFT_HALF_WR_SHUT,
+	WEFT_HALF_DONE,
+	WEFT_HALF_FAILED,
+};
+
+struct weft_half {
+	struct weft_conn *h_conn;		/* back pointer */
+	struct weft_half *h_peer;		/* the other half */
+	struct bufferevent *h_bev;		/* owned, owns the fd; NULL
+						 * before connect / when freed */
+	enum weft_half_state h_state;
+	const char	*h_name;		/* "downstream", "upstream" */
+	bool		 h_paused;		/* reading stopped: peer's output
+						 * above the high watermark */
+	uint64_t	 h_bytes;		/* read here, queued to the peer */
+};
+
+struct weft_conn {
+	TAILQ_ENTRY(weft_conn) cn_entry;	/* in cn_ctx->cx_conns */
+	struct weft_conn_ctx *cn_ctx;		/* borrowed */
+	char		 cn_id[32];		/* "w1-42" */
+	enum weft_conn_dir cn_dir;
+	enum weft_conn_state cn_state;
+	enum weft_close_reason cn_reason;	/* set when closing starts */
+	struct weft_half cn_down;		/* accepted socket */
+	struct weft_half cn_up;			/* our connect */
+	struct sockaddr_storage cn_src;		/* peer of the accepted socket */
+	struct sockaddr_storage cn_dst;		/* original destination */
+	struct sockaddr_storage cn_via;		/* upstream address */
+	uint16_t	 cn_listen_port;
+	char		 cn_route[160];		/* decision, for the log line */
+	struct event	*cn_timer;		/* owned: hold poll, connect
+						 * timeout, drain timeout */
+	struct timespec	 cn_start;		/* CLOCK_MONOTONIC */
+	struct timespec	 cn_hold_deadline;
+	bool		 cn_held;		/* was parked at least once */
+	bool		 cn_relayed;		/* reached RELAY */
+	bool		 cn_drain_expired;	/* flush gave up: bytes lost */
+};
+
+/* The counters have one writer (the worker thread): a relaxed load and
+ * store is enough and costs no locked instruction. */
+#define STAT_ADD(field, n)						\
+	atomic_store_explicit(&(field), atomic_load_explicit(&(field),	\
+	    memory_order_relaxed) + (n), memory_order_relaxed)
+
+static void	conn_readcb(struct bufferevent *, void *);
+static void	conn_writecb(struct bufferevent *, void *);
+static void	conn_eventcb(struct bufferevent *, short, void *);
+static void	conn_timercb(evutil_socket_t, short, void *);
+static void	conn_decide(struct weft_conn *);
+static void	conn_finish(struct weft_conn *);
+
+static const char *const conn_reason_names[WEFT_CLOSE_NREASONS] = {
+	[WEFT_CLOSE_EOF] = "eof",
+	[WEFT_CLOSE_RESET] = "reset",
+	[WEFT_CLOSE_UPSTREAM_REFUSED] = "upstream-refused",
+	[WEFT_CLOSE_UPSTREAM_TIMEOUT] = "upstream-timeout",
+	[WEFT_CLOSE_DENIED] = "denied",
+	[WEFT_CLOSE_NO_ROUTE] = "no-route",
+	[WEFT_CLOSE_SELF_CONNECT] = "self-connect",
+	[WEFT_CLOSE_HELD_TIMEOUT] = "held-timeout",
+	[WEFT_CLOSE_ERROR] = "error",
+	[WEFT_CLOSE_SHUTDOWN] = "shutdown",
+};
+
+const char *
+weft_close_reason_name(enum weft_close_reason r)
+{
+	if ((unsigned)r >= WEFT_CLOSE_NREASONS || conn_reason_names[r] == NULL)
+		return "unknown";
+	return conn_reason_names[r];
+}
+
+const char *
+weft_conn_dir_name(enum weft_conn_dir d)
+{
+	switch (d) {
+	case WEFT_DIR_OUTBOUND:
+		return "outbound";
+	case WEFT_DIR_INBOUND:
+		return "inbound";
+	case WEFT_DIR_RELAY:
+		return "relay";
+	}
+	return "?";
+}
+
+static const char *
+conn_state_name(enum weft_conn_state s)
+{
+	static const char *const names[] = { "new", "hold", "connecting",
+	    "relay", "draining", "closed" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+static const char *
+half_state_name(enum weft_half_state s)
+{
+	static const char *const names[] = { "none", "connecting", "open",
+	    "rd-eof", "wr-shut", "done", "failed" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+void
+weft_relay_config_defaults(struct weft_relay_config *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->rc_buffer_high = 256 * 1024;
+	rc->rc_connect_timeout_ms = 5000;
+	rc->rc_hold_ms = 1000;
+	rc->rc_hold_poll_ms = 100;
+	rc->rc_drain_timeout_ms = 1000;
+	rc->rc_own_mark = 0;
+	rc->rc_transparent = false;
+}
+
+void
+weft_conn_stats_read(const struct weft_conn_stats *s,
+    struct weft_conn_stats_view *out)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->opened = atomic_load_explicit(&s->cs_opened, memory_order_relaxed);
+	for (i = 0; i < WEFT_CLOSE_NREASONS; i++)
+		out->closed[i] = atomic_load_explicit(&s->cs_closed[i],
+		    memory_order_relaxed);
+	out->bytes_sent = atomic_load_explicit(&s->cs_bytes_sent,
+	    memory_order_relaxed);
+	out->bytes_received = atomic_load_explicit(&s->cs_bytes_received,
+	    memory_order_relaxed);
+	out->held = atomic_load_explicit(&s->cs_held, memory_order_relaxed);
+}
+
+void
+weft_conn_ctx_init(struct weft_conn_ctx *cx, struct event_base *base,
+    int index, const struct weft_relay_config *rc)
+{
+	memset(cx, 0, sizeof(*cx));
+	cx->cx_base = base;
+	cx->cx_index = index;
+	cx->cx_cfg = *rc;
+	if (cx->cx_cfg.rc_buffer_high == 0)
+		cx->cx_cfg.rc_buffer_high = 256 * 1024;
+	TAILQ_INIT(&cx->cx_conns);
+}
+
+void
+weft_conn_ctx_shutdown(struct weft_conn_ctx *cx)
+{
+	struct weft_conn *c;
+
+	while ((c = TAILQ_FIRST(&cx->cx_conns)) != NULL)
+		weft_conn_close(c, WEFT_CLOSE_SHUTDOWN);
+}
+
+const char *
+weft_conn_id(const struct weft_conn *c)
+{
+	return c->cn_id;
+}
+
+void
+weft_conn_buffered(const struct weft_conn *c, size_t *down_in,
+    size_t *down_out, size_t *up_in, size_t *up_out)
+{
+	const struct weft_half *d = &c->cn_down, *u = &c->cn_up;
+
+	*down_in = d->h_bev ? evbuffer_get_length(bufferevent_get_input(
+	    d->h_bev)) : 0;
+	*down_out = d->h_bev ? evbuffer_get_length(bufferevent_get_output(
+	    d->h_bev)) : 0;
+	*up_in = u->h_bev ? evbuffer_get_length(bufferevent_get_input(
+	    u->h_bev)) : 0;
+	*up_out = u->h_bev ? evbuffer_get_length(bufferevent_get_output(
+	    u->h_bev)) : 0;
+}
+
+/* --- small helpers -------------------------------------------------------- */
+
+static double
+conn_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void
+conn_set_state(struct weft_conn *c, enum weft_conn_state s)
+{
+	if (c->cn_state == s)
+		return;
+	log_debug("conn %s: %s -> %s", c->cn_id, conn_state_name(c->cn_state),
+	    conn_state_name(s));
+	c->cn_state = s;
+}
+
+static void
+half_set_state(struct weft_half *h, enum weft_half_state s)
+{
+	if (h->h_state == s)
+		return;
+	log_debug("conn %s: %s %s -> %s", h->h_conn->cn_id, h->h_name,
+	    half_state_name(h->h_state), half_state_name(s));
+	h->h_state = s;
+}
+
+static bool
+half_rd_done(const struct weft_half *h)
+{
+	return h->h_state == WEFT_HALF_RD_EOF || h->h_state == WEFT_HALF_DONE ||
+	    h->h_state == WEFT_HALF_FAILED;
+}
+
+static bool
+half_wr_done(const struct weft_half *h)
+{
+	return h->h_state == WEFT_HALF_WR_SHUT ||
+	    h->h_state == WEFT_HALF_DONE || h->h_state == WEFT_HALF_FAILED;
+}
+
+static void
+half_rd_eof(struct weft_half *h)
+{
+	half_set_state(h, h->h_state == WEFT_HALF_WR_SHUT ? WEFT_HALF_DONE :
+	    WEFT_HALF_RD_EOF);
+}
+
+static size_t
+half_outlen(const struct weft_half *h)
+{
+	return h->h_bev ? evbuffer_get_length(bufferevent_get_output(h->h_bev))
+	    : 0;
+}
+
+static void
+conn_timer_arm(struct weft_conn *c, int ms)
+{
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(c->cn_timer, &tv);
+}
+
+static bool
+conn_reason_refuses(enum weft_close_reason r)
+{
+	switch (r) {
+	case WEFT_CLOSE_UPSTREAM_REFUSED:
+	case WEFT_CLOSE_UPSTREAM_TIMEOUT:
+	case WEFT_CLOSE_DENIED:
+	case WEFT_CLOSE_NO_ROUTE:
+	case WEFT_CLOSE_SELF_CONNECT:
+	case WEFT_CLOSE_HELD_TIMEOUT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static enum weft_close_reason
+conn_connect_reason(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+	case ECONNRESET:
+		return WEFT_CLOSE_UPSTREAM_REFUSED;
+	case ETIMEDOUT:
+		return WEFT_CLOSE_UPSTREAM_TIMEOUT;
+	case ENETUNREACH:
+	case EHOSTUNREACH:
+	case EADDRNOTAVAIL:
+		return WEFT_CLOSE_NO_ROUTE;
+	default:
+		return WEFT_CLOSE_ERROR;
+	}
+}
+
+static int
+half_attach(struct weft_half *h, int fd)
+{
+	struct weft_conn_ctx *cx = h->h_conn->cn_ctx;
+
+	/* Deferred callbacks: no re-entry from inside libevent calls, and
+	 * errno is saved for the event callback. */
+	h->h_bev = bufferevent_socket_new(cx->cx_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (h->h_bev == NULL)
+		return -1;
+	bufferevent_setcb(h->h_bev, conn_readcb, conn_writecb, conn_eventcb, h);
+	/* Bounds what a side can queue before its peer exists (hold,
+	 * connect): reading stops at the high watermark. */
+	bufferevent_setwatermark(h->h_bev, EV_READ, 0,
+	    cx->cx_cfg.rc_buffer_high);
+	return 0;
+}
+
+static struct weft_conn *
+conn_alloc(struct weft_conn_ctx *cx, enum weft_conn_dir dir)
+{
+	struct weft_conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((c->cn_timer = evtimer_new(cx->cx_base, conn_timercb, c)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	c->cn_ctx = cx;
+	c->cn_dir = dir;
+	c->cn_state = WEFT_CONN_NEW;
+	c->cn_reason = WEFT_CLOSE_ERROR;
+	snprintf(c->cn_id, sizeof(c->cn_id), "w%d-%llu", cx->cx_index,
+	    (unsigned long long)++cx->cx_next_id);
+	c->cn_down.h_conn = c;
+	c->cn_down.h_peer = &c->cn_up;
+	c->cn_down.h_name = "downstream";
+	c->cn_up.h_conn = c;
+	c->cn_up.h_peer = &c->cn_down;
+	c->cn_up.h_name = "upstream";
+	clock_gettime(CLOCK_MONOTONIC, &c->cn_start);
+	TAILQ_INSERT_TAIL(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns++;
+	STAT_ADD(cx->cx_stats.cs_opened, 1);
+	return c;
+}
+
+/* --- relay ---------------------------------------------------------------- */
+
+static void
+conn_pause(struct weft_half *h)
+{
+	struct weft_half *p = h->h_peer;
+	size_t high = h->h_conn->cn_ctx->cx_cfg.rc_buffer_high;
+
+	h->h_paused = true;
+	bufferevent_disable(h->h_bev, EV_READ);
+	/* p's write callback fires once its output is down to high/2. */
+	bufferevent_setwatermark(p->h_bev, EV_WRITE, high / 2, 0);
+	log_debug("conn %s: %s paused (%zu bytes queued)", h->h_conn->cn_id,
+	    h->h_name, half_outlen(p));
+}
+
+static void
+conn_resume(struct weft_half *h)
+{
+	struct weft_half *p = h->h_peer;
+
+	h->h_paused = false;
+	if (p->h_bev != NULL)
+		bufferevent_setwatermark(p->h_bev, EV_WRITE, 0, 0);
+	if (h->h_bev != NULL && !half_rd_done(h) &&
+	    h->h_conn->cn_state == WEFT_CONN_RELAY)
+		bufferevent_enable(h->h_bev, EV_READ);
+	log_debug("conn %s: %s resumed", h->h_conn->cn_id, h->h_name);
+}
+
+/* Move what h has read to its peer's output; pause h above the watermark.
+ * Before the relay starts the bytes wait in h's input. */
+static void
+conn_pump(struct weft_half *h)
+{
+	struct weft_half *p = h->h_peer;
+	struct weft_conn *c = h->h_conn;
+	struct weft_conn_stats *st = &c->cn_ctx->cx_stats;
+	struct evbuffer *in, *out;
+	size_t n;
+
+	if (c->cn_state != WEFT_CONN_RELAY || h->h_bev == NULL ||
+	    p->h_bev == NULL || p->h_state == WEFT_HALF_FAILED)
+		return;
+	in = bufferevent_get_input(h->h_bev);
+	if ((n = evbuffer_get_length(in)) == 0)
+		return;
+	if (half_wr_done(p)) {
+		/* p's write side is shut only after h's EOF: no more input
+		 * can exist.  Drop it loudly rather than loop. */
+		log_warnx("conn %s: %zu bytes from %s after shutdown; dropped",
+		    c->cn_id, n, h->h_name);
+		evbuffer_drain(in, n);
+		return;
+	}
+	out = bufferevent_get_output(p->h_bev);
+	evbuffer_add_buffer(out, in);
+	h->h_bytes += n;
+	if (h == &c->cn_down)
+		STAT_ADD(st->cs_bytes_sent, n);
+	else
+		STAT_ADD(st->cs_bytes_received, n);
+	if (!h->h_paused && evbuffer_get_length(out) >=
+	    c->cn_ctx->cx_cfg.rc_buffer_high)
+		conn_pause(h);
+}
+
+/* p has written everything it was given and its source h is at EOF:
+ * pass the half-close on. */
+static void
+conn_shut_write(struct weft_half *p)
+{
+	if (shutdown(bufferevent_getfd(p->h_bev), SHUT_WR) == -1)
+		log_debug("conn %s: shutdown %s: %s", p->h_conn->cn_id,
+		    p->h_name, strerror(errno));
+	bufferevent_disable(p->h_bev, EV_WRITE);
+	half_set_state(p, p->h_state == WEFT_HALF_RD_EOF ? WEFT_HALF_DONE :
+	    WEFT_HALF_WR_SHUT);
+}
+
+/* Last call of any path that may end the connection: it may free c. */
+static void
+conn_check_done(struct weft_conn *c)
+{
+	if (c->cn_state == WEFT_CONN_RELAY &&
+	    c->cn_down.h_state == WEFT_HALF_DONE &&
+	    c->cn_up.h_state == WEFT_HALF_DONE)
+		weft_conn_close(c, WEFT_CLOSE_EOF);
+}
+
+static bool
+conn_drained(const struct weft_conn *c)
+{
+	return half_outlen(&c->cn_down) == 0 && half_outlen(&c->cn_up) == 0;
+}
+
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_pump(arg);
+}
+
+/* Runs when p's output fell to its low watermark (0, or high/2 while the
+ * source is paused). */
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct weft_half *p = arg, *h = p->h_peer;
+	struct weft_conn *c = p->h_conn;
+	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+
+	if (c->cn_state == WEFT_CONN_DRAINING) {
+		if (conn_drained(c))
+			conn_finish(c);
+		return;
+	}
+	if (c->cn_state != WEFT_CONN_RELAY)
+		return;
+	if (h->h_paused && left <= c->cn_ctx->cx_cfg.rc_buffer_high / 2)
+		conn_resume(h);
+	if (left == 0 && half_rd_done(h) && !half_wr_done(p)) {
+		conn_shut_write(p);
+		conn_check_done(c);
+	}
+}
+
+static void
+conn_half_eof(struct weft_half *h)
+{
+	struct weft_half *p = h->h_peer;
+	struct weft_conn *c = h->h_conn;
+
+	conn_pump(h);		/* whatever came before the FIN */
+	half_rd_eof(h);
+	if (c->cn_state == WEFT_CONN_RELAY && p->h_bev != NULL &&
+	    !half_wr_done(p) && half_outlen(p) == 0)
+		conn_shut_write(p);
+	/* Otherwise p's write callback shuts it once drained, or
+	 * conn_connected does once the upstream exists. */
+	conn_check_done(c);
+}
+
+static void
+conn_half_fail(struct weft_half *h, enum weft_close_reason r)
+{
+	/* What this side sent before it failed is still delivered. */
+	conn_pump(h);
+	half_set_state(h, WEFT_HALF_FAILED);
+	weft_conn_close(h->h_conn, r);
+}
+
+static void
+conn_connected(struct weft_conn *c)
+{
+	struct weft_half *d = &c->cn_down, *u = &c->cn_up;
+
+	evtimer_del(c->cn_timer);
+	half_set_state(u, WEFT_HALF_OPEN);
+	conn_set_state(c, WEFT_CONN_RELAY);
+	c->cn_relayed = true;
+	bufferevent_enable(u->h_bev, EV_READ | EV_WRITE);
+	/* Bytes the client sent while we decided and connected. */
+	conn_pump(d);
+	if (half_rd_done(d) && half_outlen(u) == 0)
+		conn_shut_write(u);
+	else if (!half_rd_done(d) && !d->h_paused)
+		bufferevent_enable(d->h_bev, EV_READ);
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct weft_half *h = arg;
+	struct weft_conn *c = h->h_conn;
+	int err = EVUTIL_SOCKET_ERROR();
+	char via[WEFT_SOCKADDR_STRLEN];
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		conn_connected(c);
+		return;
+	}
+	if (h->h_state == WEFT_HALF_CONNECTING) {
+		/* The upstream never opened; the client gets a reset, as it
+		 * would have from the destination itself. */
+		log_debug("conn %s: connect to %s: %s", c->cn_id,
+		    weft_sockaddr_str((struct sockaddr *)&c->cn_via, via,
+		    sizeof(via)), strerror(err));
+		weft_conn_close(c, (what & BEV_EVENT_TIMEOUT) ?
+		    WEFT_CLOSE_UPSTREAM_TIMEOUT : conn_connect_reason(err));
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		conn_half_eof(h);
+		return;
+	}
+	log_debug("conn %s: %s: %s", c->cn_id, h->h_name,
+	    (what & BEV_EVENT_TIMEOUT) ? "timeout" : strerror(err));
+	conn_half_fail(h, (err == ECONNRESET || err == EPIPE) ?
+	    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
+}
+
+/* --- decision, hold, connect ---------------------------------------------- */
+
+/* Source transparency: the destination sees the client's address.  Needs
+ * CAP_NET_ADMIN and the `socket transparent 1 -> mark` capture rule for the
+ * replies (feasibility §3); on failure we connect from our own address. */
+static void
+conn_bind_source(struct weft_conn *c, int fd, sa_family_t family)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	struct weft_ip ip;
+	char src[WEFT_SOCKADDR_STRLEN];
+	int one = 1;
+
+	if (weft_ip_from_sockaddr((struct sockaddr *)&c->cn_src, &ip,
+	    NULL) == -1 || ip.family != family)
+		return;
+	weft_ip_to_sockaddr(&ip, 0, &ss, &len);
+	if (family == AF_INET6) {
+		if (setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one,
+		    sizeof(one)) == -1)
+			goto fail;
+	} else {
+		if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one,
+		    sizeof(one)) == -1)
+			goto fail;
+		/* Choose the port at connect(): the 4-tuple, not the
+		 * 2-tuple, must be unique. */
+		(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1)
+		goto fail;
+	return;
+fail:
+	/* Once per worker at warning level: it fails for every connection
+	 * when it fails at all. */
+	if (!cx->cx_warned_transparent) {
+		cx->cx_warned_transparent = true;
+		log_warn("conn %s: source-transparent bind to %s failed, "
+		    "connecting from the node's address (further failures "
+		    "at debug level)", c->cn_id, weft_ip_str(&ip, src,
+		    sizeof(src)));
+	} else
+		log_debug("conn %s: source-transparent bind failed: %s",
+		    c->cn_id, strerror(errno));
+}
+
+static void
+conn_connect(struct weft_conn *c, const struct weft_decision *d)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	uint32_t mark = cx->cx_cfg.rc_own_mark;
+	int fd, err;
+
+	evtimer_del(c->cn_timer);
+	memcpy(&c->cn_via, &d->d_upstream, sizeof(c->cn_via));
+	fd = socket(d->d_upstream.ss_family,
+	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("conn %s: socket", c->cn_id);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	/* Unmarked, our own connect would be captured again (loop). */
+	if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark,
+	    sizeof(mark)) == -1) {
+		log_warn("conn %s: SO_MARK 0x%x", c->cn_id, mark);
+		close(fd);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	if (d->d_transparent)
+		conn_bind_source(c, fd, d->d_upstream.ss_family);
+	/* connect() ourselves: an immediate failure is then ours to handle
+	 * here instead of a callback re-entering from libevent. */
+	if (connect(fd, (const struct sockaddr *)&d->d_upstream,
+	    d->d_upstream_len) == -1 && errno != EINPROGRESS) {
+		err = errno;
+		log_debug("conn %s: connect: %s", c->cn_id, strerror(err));
+		close(fd);
+		weft_conn_close(c, conn_connect_reason(err));
+		return;
+	}
+	if (half_attach(&c->cn_up, fd) == -1) {
+		log_warn("conn %s: upstream bufferevent", c->cn_id);
+		close(fd);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	half_set_state(&c->cn_up, WEFT_HALF_CONNECTING);
+	conn_set_state(c, WEFT_CONN_CONNECTING);
+	conn_timer_arm(c, cx->cx_cfg.rc_connect_timeout_ms);
+	/* sa == NULL: the socket is already connecting; libevent waits for
+	 * writability and reads SO_ERROR.  Failures arrive (deferred) in
+	 * conn_eventcb, so the return value needs no handling here. */
+	(void)bufferevent_socket_connect(c->cn_up.h_bev, NULL, 0);
+}
+
+static void
+conn_hold(struct weft_conn *c, const char *why)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct timespec now;
+	long left;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!c->cn_held) {
+		c->cn_held = true;
+		c->cn_hold_deadline = now;
+		c->cn_hold_deadline.tv_sec += cx->cx_cfg.rc_hold_ms / 1000;
+		c->cn_hold_deadline.tv_nsec +=
+		    (long)(cx->cx_cfg.rc_hold_ms % 1000) * 1000000L;
+		if (c->cn_hold_deadline.tv_nsec >= 1000000000L) {
+			c->cn_hold_deadline.tv_sec++;
+			c->cn_hold_deadline.tv_nsec -= 1000000000L;
+		}
+		STAT_ADD(cx->cx_stats.cs_held, 1);
+		conn_set_state(c, WEFT_CONN_HOLD);
+		log_debug("conn %s: held (%s)", c->cn_id, why);
+	}
+	left = (long)(c->cn_hold_deadline.tv_sec - now.tv_sec) * 1000L +
+	    (c->cn_hold_deadline.tv_nsec - now.tv_nsec) / 1000000L;
+	if (left <= 0) {
+		weft_conn_close(c, WEFT_CLOSE_HELD_TIMEOUT);
+		return;
+	}
+	conn_timer_arm(c, left < cx->cx_cfg.rc_hold_poll_ms ? (int)left :
+	    cx->cx_cfg.rc_hold_poll_ms);
+}
+
+static void
+conn_decide(struct weft_conn *c)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct weft_decision d;
+	struct weft_gen *g;
+	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
+
+	g = weft_gen_current();
+	weft_decide(g, c->cn_dir, (struct sockaddr *)&c->cn_src,
+	    (struct sockaddr *)&c->cn_dst, c->cn_listen_port, &cx->cx_cfg, &d);
+	weft_gen_unref(g);
+	snprintf(c->cn_route, sizeof(c->cn_route), "%s", d.d_route);
+
+	switch (d.d_verdict) {
+	case WEFT_VERDICT_REFUSE:
+		if (d.d_reason == WEFT_CLOSE_SELF_CONNECT)
+			log_warnx("conn %s: %s -> %s targets a weft port; "
+			    "refused to avoid a loop", c->cn_id,
+			    weft_sockaddr_str((struct sockaddr *)&c->cn_src,
+			    src, sizeof(src)),
+			    weft_sockaddr_str((struct sockaddr *)&c->cn_dst,
+			    dst, sizeof(dst)));
+		weft_conn_close(c, d.d_reason);
+		return;
+	case WEFT_VERDICT_HOLD:
+		conn_hold(c, d.d_route);
+		return;
+	case WEFT_VERDICT_CONNECT:
+		conn_connect(c, &d);
+		return;
+	}
+}
+
+static void
+conn_timercb(evutil_socket_t fd, short what, void *arg)
+{
+	struct weft_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->cn_state) {
+	case WEFT_CONN_HOLD:
+		conn_decide(c);
+		break;
+	case WEFT_CONN_CONNECTING:
+		weft_conn_close(c, WEFT_CLOSE_UPSTREAM_TIMEOUT);
+		break;
+	case WEFT_CONN_DRAINING:
+		c->cn_drain_expired = true;
+		log_debug("conn %s: flush timed out with %zu + %zu bytes queued",
+		    c->cn_id, half_outlen(&c->cn_down), half_outlen(&c->cn_up));
+		conn_finish(c);
+		break;
+	default:
+		break;
+	}
+}
+
+int
+weft_conn_accept(struct weft_conn_ctx *cx, int fd, enum weft_conn_dir dir,
+    uint16_t listen_port)
+{
+	struct weft_conn *c;
+	socklen_t len;
+
+	if ((c = conn_alloc(cx, dir)) == NULL) {
+		log_warn("%s: connection", __func__);
+		close(fd);
+		return -1;
+	}
+	c->cn_listen_port = listen_port;
+	if (half_attach(&c->cn_down, fd) == -1) {
+		log_warn("conn %s: bufferevent", c->cn_id);
+		close(fd);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return -1;
+	}
+	half_set_state(&c->cn_down, WEFT_HALF_OPEN);
+	len = sizeof(c->cn_src);
+	if (getpeername(fd, (struct sockaddr *)&c->cn_src, &len) == -1) {
+		/* The client is already gone. */
+		log_debug("conn %s: getpeername: %s", c->cn_id,
+		    strerror(errno));
+		weft_conn_close(c, errno == ENOTCONN ? WEFT_CLOSE_RESET :
+		    WEFT_CLOSE_ERROR);
+		return 0;
+	}
+	/* TPROXY keeps the original destination as the local address. */
+	len = sizeof(c->cn_dst);
+	if (cx->cx_fake_dst != NULL)
+		memcpy(&c->cn_dst, cx->cx_fake_dst, sizeof(c->cn_dst));
+	else if (getsockname(fd, (struct sockaddr *)&c->cn_dst, &len) == -1) {
+		log_warn("conn %s: getsockname", c->cn_id);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return 0;
+	}
+	/* Read (bounded by the watermark) while we decide and connect, so
+	 * the client's EOF or reset is seen. */
+	bufferevent_enable(c->cn_down.h_bev, EV_READ);
+	conn_decide(c);
+	return 0;
+}
+
+struct weft_conn *
+weft_conn_new_relay(struct weft_conn_ctx *cx, int fd_down, int fd_up)
+{
+	struct weft_conn *c;
+	socklen_t len;
+
+	if ((c = conn_alloc(cx, WEFT_DIR_RELAY)) == NULL) {
+		log_warn("%s: connection", __func__);
+		close(fd_down);
+		close(fd_up);
+		return NULL;
+	}
+	snprintf(c->cn_route, sizeof(c->cn_route), "relay");
+	len = sizeof(c->cn_src);
+	(void)getpeername(fd_down, (struct sockaddr *)&c->cn_src, &len);
+	len = sizeof(c->cn_dst);
+	(void)getsockname(fd_down, (struct sockaddr *)&c->cn_dst, &len);
+	len = sizeof(c->cn_via);
+	(void)getpeername(fd_up, (struct sockaddr *)&c->cn_via, &len);
+	if (evutil_make_socket_nonblocking(fd_down) == -1 ||
+	    evutil_make_socket_nonblocking(fd_up) == -1 ||
+	    half_attach(&c->cn_down, fd_down) == -1) {
+		log_warn("conn %s: setup", c->cn_id);
+		close(fd_down);
+		close(fd_up);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return NULL;
+	}
+	if (half_attach(&c->cn_up, fd_up) == -1) {
+		log_warn("conn %s: setup", c->cn_id);
+		close(fd_up);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return NULL;
+	}
+	half_set_state(&c->cn_down, WEFT_HALF_OPEN);
+	half_set_state(&c->cn_up, WEFT_HALF_OPEN);
+	conn_set_state(c, WEFT_CONN_RELAY);
+	c->cn_relayed = true;
+	bufferevent_enable(c->cn_down.h_bev, EV_READ | EV_WRITE);
+	bufferevent_enable(c->cn_up.h_bev, EV_READ | EV_WRITE);
+	return c;
+}
+
+/* --- the exit ------------------------------------------------------------- */
+
+void
+weft_conn_close(struct weft_conn *c, enum weft_close_reason r)
+{
+	struct weft_half *halves[2] = { &c->cn_down, &c->cn_up };
+	size_t i;
+
+	if (c->cn_state == WEFT_CONN_CLOSED)
+		return;
+	if (c->cn_state == WEFT_CONN_DRAINING) {
+		/* Already on its way out with its first reason; anything
+		 * more (shutdown, the other side failing) ends the flush. */
+		conn_finish(c);
+		return;
+	}
+	c->cn_reason = r;
+	evtimer_del(c->cn_timer);
+	if (!c->cn_relayed || conn_reason_refuses(r) ||
+	    r == WEFT_CLOSE_SHUTDOWN) {
+		conn_finish(c);
+		return;
+	}
+	/* eof, reset, error: read nothing more, deliver what was read. */
+	for (i = 0; i < 2; i++) {
+		struct weft_half *h = halves[i];
+
+		if (h->h_bev == NULL)
+			continue;
+		if (h->h_state == WEFT_HALF_FAILED) {
+			bufferevent_free(h->h_bev);
+			h->h_bev = NULL;
+			continue;
+		}
+		bufferevent_disable(h->h_bev, EV_READ);
+		/* The write callback must fire when everything is out. */
+		bufferevent_setwatermark(h->h_bev, EV_WRITE, 0, 0);
+	}
+	if (conn_drained(c)) {
+		conn_finish(c);
+		return;
+	}
+	conn_set_state(c, WEFT_CONN_DRAINING);
+	conn_timer_arm(c, c->cn_ctx->cx_cfg.rc_drain_timeout_ms);
+}
+
+/* Close a socket with RST instead of FIN. */
+static void
+conn_linger0(struct bufferevent *bev)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int fd = bufferevent_getfd(bev);
+
+	if (fd != -1)
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+/* Whether h's socket should end with a reset: refusals reset the client;
+ * after a reset or error the survivor is reset too, but only once the kernel
+ * has nothing of ours left to send (SIOCOUTQ), or if the flush gave up. */
+static bool
+conn_want_rst(const struct weft_conn *c, const struct weft_half *h)
+{
+	int fd, outq = 0;
+
+	if (!c->cn_relayed)
+		return h == &c->cn_down;
+	if (conn_reason_refuses(c->cn_reason))
+		return h == &c->cn_down;
+	if (c->cn_reason != WEFT_CLOSE_RESET && c->cn_reason != WEFT_CLOSE_ERROR)
+		return false;
+	if (c->cn_drain_expired)
+		return true;
+	fd = bufferevent_getfd(h->h_bev);
+	return fd != -1 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq == 0;
+}
+
+static void
+conn_finish(struct weft_conn *c)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct weft_half *halves[2] = { &c->cn_down, &c->cn_up };
+	struct weft_conn_summary sum;
+	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
+	char via[WEFT_SOCKADDR_STRLEN + 8];
+	size_t i;
+
+	sum.id = c->cn_id;
+	sum.dir = c->cn_dir;
+	sum.reason = c->cn_reason;
+	sum.sent = c->cn_down.h_bytes;
+	sum.received = c->cn_up.h_bytes;
+	sum.duration_ms = conn_ms_since(&c->cn_start);
+
+	weft_sockaddr_str((struct sockaddr *)&c->cn_src, src, sizeof(src));
+	weft_sockaddr_str((struct sockaddr *)&c->cn_dst, dst, sizeof(dst));
+	via[0] = '\0';
+	if (c->cn_via.ss_family != 0) {
+		char v[WEFT_SOCKADDR_STRLEN];
+
+		weft_sockaddr_str((struct sockaddr *)&c->cn_via, v, sizeof(v));
+		if (strcmp(v, dst) != 0)
+			snprintf(via, sizeof(via), " via %s", v);
+	}
+	log_info("conn %s %s %s -> %s%s route=\"%s\" sent=%llu received=%llu "
+	    "duration=%.1fms reason=%s", c->cn_id,
+	    weft_conn_dir_name(c->cn_dir), src, dst, via, c->cn_route,
+	    (unsigned long long)sum.sent, (unsigned long long)sum.received,
+	    sum.duration_ms, weft_close_reason_name(c->cn_reason));
+
+	STAT_ADD(cx->cx_stats.cs_closed[(unsigned)c->cn_reason <
+	    WEFT_CLOSE_NREASONS ? c->cn_reason : WEFT_CLOSE_ERROR], 1);
+	if (cx->cx_on_close != NULL)
+		cx->cx_on_close(&sum, cx->cx_on_close_arg);
+
+	conn_set_state(c, WEFT_CONN_CLOSED);
+	for (i = 0; i < 2; i++) {
+		struct weft_half *h = halves[i];
+
+		if (h->h_bev == NULL)
+			continue;
+		if (conn_want_rst(c, h))
+			conn_linger0(h->h_bev);
+		bufferevent_free(h->h_bev);
+		h->h_bev = NULL;
+	}
+	event_free(c->cn_timer);
+	c->cn_timer = NULL;
+	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns--;
+	free(c);
+}

@@ -1,0 +1,189 @@
+/* The routing decision for a captured connection, from the current
+ * generation: connect (where, and whether source-transparent), hold, or
+ * refuse.  A pure function of its inputs, so it is tested table-driven. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+#include "weft/gen.h"
+#include "weft/ip.h"
+#include "weft/log.h"
+#include "proxy/proxy-int.h"
+
+/* Endpoints looked at on the stack; a bigger service takes one malloc. */
+#define DECIDE_EPS_STACK	64
+
+const char *
+weft_verdict_name(enum weft_verdict v)
+{
+	switch (v) {
+	case WEFT_VERDICT_CONNECT:
+		return "connect";
+	case WEFT_VERDICT_HOLD:
+		return "hold";
+	case WEFT_VERDICT_REFUSE:
+		return "refuse";
+	}
+	return "?";
+}
+
+size_t
+weft_decide_pick_endpoint(const struct weft_endpoint *eps, size_t n)
+{
+	(void)eps;
+	if (n <= 1)
+		return 0;
+	/* glibc 2.36 arc4random: per-thread state, no lock, no seeding. */
+	return arc4random_uniform((uint32_t)n);
+}
+
+static void
+decide_refuse(struct weft_decision *d, enum weft_close_reason r,
+    const char *why)
+{
+	d->d_verdict = WEFT_VERDICT_REFUSE;
+	d->d_reason = r;
+	snprintf(d->d_route, sizeof(d->d_route), "%s", why);
+}
+
+static void
+decide_hold(struct weft_decision *d, const char *why)
+{
+	d->d_verdict = WEFT_VERDICT_HOLD;
+	d->d_reason = WEFT_CLOSE_HELD_TIMEOUT;
+	snprintf(d->d_route, sizeof(d->d_route), "hold: %s", why);
+}
+
+static void
+decide_connect(struct weft_decision *d, const struct weft_ip *ip,
+    uint16_t port, bool transparent)
+{
+	d->d_verdict = WEFT_VERDICT_CONNECT;
+	weft_ip_to_sockaddr(ip, port, &d->d_upstream, &d->d_upstream_len);
+	d->d_transparent = transparent;
+}
+
+static bool
+decide_is_guard_port(const struct weft_relay_config *rc, uint16_t port,
+    uint16_t listen_port)
+{
+	size_t i;
+
+	if (port == listen_port)
+		return true;
+	for (i = 0; i < rc->rc_n_guard_ports; i++)
+		if (rc->rc_guard_ports[i] == port)
+			return true;
+	return false;
+}
+
+/* A service VIP: choose an endpoint.  Returns false if dst is not a VIP. */
+static bool
+decide_service(const struct weft_gen *g, const struct weft_ip *ip,
+    uint16_t port, const struct weft_relay_config *rc,
+    struct weft_decision *d)
+{
+	const struct weft_snap_service *svc;
+	const struct weft_service_port *sp = NULL;
+	struct weft_endpoint stack[DECIDE_EPS_STACK], *eps = stack, pick;
+	size_t n, i;
+
+	if ((svc = weft_gen_service_by_vip(g, ip, port, IPPROTO_TCP,
+	    &sp)) == NULL)
+		return false;
+	n = weft_gen_service_endpoints(g, svc, sp, stack, DECIDE_EPS_STACK);
+	if (n == 0) {
+		/* kube-proxy rejects a service without endpoints too. */
+		decide_refuse(d, WEFT_CLOSE_NO_ROUTE, "");
+		snprintf(d->d_route, sizeof(d->d_route),
+		    "svc %s/%s: no endpoints", svc->namespace, svc->name);
+		return true;
+	}
+	if (n > DECIDE_EPS_STACK) {
+		if ((eps = calloc(n, sizeof(*eps))) == NULL) {
+			/* Out of memory: the first ones are still endpoints. */
+			eps = stack;
+			n = DECIDE_EPS_STACK;
+		} else
+			n = weft_gen_service_endpoints(g, svc, sp, eps, n);
+	}
+	i = weft_decide_pick_endpoint(eps, n);
+	pick = eps[i];
+	if (eps != stack)
+		free(eps);
+	decide_connect(d, &pick.pod->ip, pick.port, rc->rc_transparent);
+	snprintf(d->d_route, sizeof(d->d_route), "svc %s/%s -> pod %s/%s",
+	    svc->namespace, svc->name, pick.pod->namespace, pick.pod->name);
+	return true;
+}
+
+void
+weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
+    const struct sockaddr *src, const struct sockaddr *dst,
+    uint16_t listen_port, const struct weft_relay_config *rc,
+    struct weft_decision *d)
+{
+	const struct weft_snap_pod *pod;
+	struct weft_ip sip, dip;
+	uint16_t sport, dport;
+
+	(void)sport;
+	memset(d, 0, sizeof(*d));
+	if (weft_ip_from_sockaddr(src, &sip, &sport) == -1 ||
+	    weft_ip_from_sockaddr(dst, &dip, &dport) == -1) {
+		decide_refuse(d, WEFT_CLOSE_ERROR, "not an IP socket");
+		return;
+	}
+	/* Before anything else: a connection to our own listener would be
+	 * accepted by us again, forever (feasibility §3). */
+	if (decide_is_guard_port(rc, dport, listen_port)) {
+		decide_refuse(d, WEFT_CLOSE_SELF_CONNECT,
+		    "destination is a weft port");
+		return;
+	}
+	if (g == NULL) {
+		decide_hold(d, "no generation yet");
+		return;
+	}
+	pod = weft_gen_pod_by_ip(g, &dip);
+
+	switch (dir) {
+	case WEFT_DIR_OUTBOUND:
+		if (decide_service(g, &dip, dport, rc, d))
+			return;
+		if (pod != NULL) {
+			decide_connect(d, &dip, dport, rc->rc_transparent);
+			snprintf(d->d_route, sizeof(d->d_route), "pod %s/%s",
+			    pod->namespace, pod->name);
+			return;
+		}
+		if (weft_gen_in_local_cidrs(g, &dip)) {
+			decide_hold(d, "unknown pod in local CIDR");
+			return;
+		}
+		decide_connect(d, &dip, dport, rc->rc_transparent);
+		snprintf(d->d_route, sizeof(d->d_route), "passthrough");
+		return;
+	case WEFT_DIR_INBOUND:
+		if (pod != NULL && weft_gen_pod_is_local(g, pod)) {
+			decide_connect(d, &dip, dport, rc->rc_transparent);
+			snprintf(d->d_route, sizeof(d->d_route), "pod %s/%s",
+			    pod->namespace, pod->name);
+			return;
+		}
+		if (weft_gen_in_local_cidrs(g, &dip)) {
+			decide_hold(d, "unknown pod in local CIDR");
+			return;
+		}
+		decide_refuse(d, WEFT_CLOSE_DENIED, pod != NULL ?
+		    "inbound to a pod of another node" :
+		    "inbound to a non-pod address");
+		return;
+	case WEFT_DIR_RELAY:
+		break;
+	}
+	decide_refuse(d, WEFT_CLOSE_ERROR, "no decision for this direction");
+}
