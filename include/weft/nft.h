@@ -69,6 +69,12 @@ void	weft_nft_config_sort(struct weft_nft_config *cfg);
  * into buf and return its length, or 0 if it does not fit. */
 size_t	weft_nft_build_apply_batch(const struct weft_nft_config *cfg,
 	    void *buf, size_t len, uint32_t seq);
+/* The set-element batch weft_nft_update_pods() would send: returns the
+ * number of NEWSETELEM/DELSETELEM messages (0 = nothing differs, *outlen 0)
+ * or -1 if it does not fit; *outlen is the batch length. */
+int	weft_nft_build_update_batch(const struct weft_nft_config *old,
+	    const struct weft_nft_config *new, void *buf, size_t len,
+	    uint32_t seq, size_t *outlen);
 
 /* Watch for changes to our table made by others (delete, flush).  The fd is
  * readable when something happened; weft_nft_monitor_read() drains it and
@@ -91,5 +97,13 @@ int	weft_route_install(uint32_t mark, uint32_t table, uint32_t prio,
 /* Remove them; absent entries are not an error. */
 int	weft_route_remove(uint32_t mark, uint32_t table, uint32_t prio,
 	    char **err);
+/* Offline message building, for tests: one RTM_NEWRULE/RTM_DELRULE
+ * ("fwmark MARK lookup TABLE pref PRIO") or RTM_NEWROUTE/RTM_DELROUTE
+ * ("local default dev IFINDEX table TABLE") for family AF_INET or AF_INET6.
+ * Returns the message length, 0 if it does not fit. */
+size_t	weft_route_build_rule(void *buf, size_t len, int type, int family,
+	    uint32_t mark, uint32_t table, uint32_t prio, uint32_t seq);
+size_t	weft_route_build_route(void *buf, size_t len, int type, int family,
+	    uint32_t table, int ifindex, uint32_t seq);
 
 #endif
