@@ -1,8 +1,9 @@
 /* `weft controller`: sources -> model -> one snapshot per node, served by
  * long-poll over HTTP (DESIGN §6, §7).
  *
- * One event loop.  The generation counter starts at 1 with the first load
- * and moves only when the snapshot content changes: a reload whose model
+ * One event loop.  The generation counter continues from the state
+ * directory (ctrl_generation_restore) and moves only when the snapshot
+ * content changes: a reload whose model
  * encodes to the same bytes as the current one changes nothing.  Each
  * request's have=G is the node's report of what it applied (the node asks
  * for have=G only after applying G), which is what `weft ctl status/wait`
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -66,6 +68,7 @@ struct controller_config {
 	int		 poll_timeout;	/* seconds */
 	char		*trust_domain;	/* owned */
 	char		*tokens_file;	/* owned */
+	char		*state_dir;	/* owned */
 };
 
 struct controller {
@@ -79,6 +82,8 @@ struct controller {
 	struct weft_errors errors;	/* of the last load */
 	struct ctrl_token *tokens;	/* owned */
 	size_t		 n_tokens;
+	struct timespec	 tokens_mtime;	/* of the file the tokens came from */
+	off_t		 tokens_size;
 	struct ctrl_node *nodes;	/* owned, sorted by name */
 	size_t		 n_nodes;
 	TAILQ_HEAD(, ctrl_held) held;
@@ -179,11 +184,44 @@ token_equal(const char *a, const char *b)
 	return d == 0;
 }
 
+/* Re-read the tokens file when it changed on disk, so that nodes can be
+ * added or retired without a restart.  A file that no longer parses keeps the
+ * tokens in force (and says why). */
+static void
+tokens_refresh(struct controller *c)
+{
+	struct weft_errors errs = { NULL, 0, 0 };
+	struct ctrl_token *t;
+	struct stat st;
+	size_t n, i;
+
+	if (c->conf.tokens_file == NULL || stat(c->conf.tokens_file, &st) == -1)
+		return;
+	if (st.st_mtim.tv_sec == c->tokens_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == c->tokens_mtime.tv_nsec &&
+	    st.st_size == c->tokens_size)
+		return;
+	c->tokens_mtime = st.st_mtim;
+	c->tokens_size = st.st_size;
+	if (tokens_load(c->conf.tokens_file, &t, &n, &errs) == -1) {
+		for (i = 0; i < errs.n; i++)
+			log_warnx("%s; keeping the tokens in force", errs.msgs[i]);
+		weft_errors_clear(&errs);
+		return;
+	}
+	tokens_free(c->tokens, c->n_tokens);
+	c->tokens = t;
+	c->n_tokens = n;
+	log_info("tokens reloaded from %s: %zu token(s)", c->conf.tokens_file, n);
+}
+
 static const struct ctrl_token *
 token_find(struct controller *c, const char *token)
 {
 	const struct ctrl_token *found = NULL;
 	size_t i;
+
+	tokens_refresh(c);
 
 	for (i = 0; i < c->n_tokens; i++)
 		if (token_equal(c->tokens[i].token, token) && found == NULL)
@@ -641,6 +679,54 @@ ctrl_request(struct evhttp_request *req, void *arg)
 
 /* --- source --------------------------------------------------------------------- */
 
+/* The generation survives restarts: a node that applied generation G of a
+ * previous run must never be told "nothing new" by a controller whose own
+ * count restarted and reached G again with other content.  The last value
+ * is kept in the state directory; without one, counting starts from the
+ * clock, which only moves forward across restarts. */
+#define CTRL_GENERATION_FILE	"generation"
+
+static uint64_t
+ctrl_generation_restore(struct controller *c)
+{
+	char path[4096], buf[32];
+	unsigned long long g = 0;
+	FILE *f;
+
+	if (c->conf.state_dir != NULL) {
+		snprintf(path, sizeof(path), "%s/" CTRL_GENERATION_FILE,
+		    c->conf.state_dir);
+		if ((f = fopen(path, "re")) != NULL) {
+			if (fgets(buf, sizeof(buf), f) != NULL)
+				g = strtoull(buf, NULL, 10);
+			fclose(f);
+			if (g > 0)
+				return g;
+		}
+	}
+	return (uint64_t)time(NULL);
+}
+
+static void
+ctrl_generation_save(struct controller *c)
+{
+	char path[4096], tmp[4096 + 8];
+	FILE *f;
+
+	if (c->conf.state_dir == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/" CTRL_GENERATION_FILE,
+	    c->conf.state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "we")) == NULL) {
+		log_warn("cannot save the generation in %s", c->conf.state_dir);
+		return;
+	}
+	fprintf(f, "%" PRIu64 "\n", c->generation);
+	if (fclose(f) != 0 || rename(tmp, path) == -1)
+		log_warn("cannot save the generation in %s", c->conf.state_dir);
+}
+
 /* Load the source into a new model; swap it in and bump the generation when
  * its content differs from the current one.  Returns 0, or -1 when nothing
  * could be loaded (the current state stays). */
@@ -693,6 +779,7 @@ ctrl_load(struct controller *c)
 	c->model = m;
 	c->model_enc = enc;
 	c->generation++;
+	ctrl_generation_save(c);
 	nodes_sync(c);
 	log_info("generation %" PRIu64 ": %zu node(s), %zu namespace(s), "
 	    "%zu pod(s), %zu service(s), %zu other object(s), %zu error(s)",
@@ -769,6 +856,7 @@ ctrl_free(struct controller *c)
 	free(c->conf.listen_addr);
 	free(c->conf.trust_domain);
 	free(c->conf.tokens_file);
+	free(c->conf.state_dir);
 }
 
 static void
@@ -782,6 +870,8 @@ ctrl_usage(FILE *f)
 	    "  --listen ADDR:PORT     listen address (default 0.0.0.0:%d)\n"
 	    "  --tokens FILE          bearer tokens: \"<token> node/<name>\" or\n"
 	    "                         \"<token> admin\" per line, # comments\n"
+	    "  --state-dir DIR        keeps the generation across restarts\n"
+	    "                         (default /var/lib/weft/controller)\n"
 	    "  --poll-timeout SECS    long-poll hold time (default %d)\n"
 	    "  --trust-domain NAME    SPIFFE trust domain (default cluster.local)\n"
 	    "  --log-level LEVEL      debug, info or warn (default info)\n"
@@ -815,6 +905,29 @@ parse_listen(const char *s, char **addr, uint16_t *port)
 	return *addr == NULL ? -1 : 0;
 }
 
+static int
+mkdir_p(const char *path)
+{
+	char buf[4096], *p;
+
+	if (strlen(path) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
 int
 weft_controller_main(int argc, char **argv)
 {
@@ -822,6 +935,7 @@ weft_controller_main(int argc, char **argv)
 		{ "source",		required_argument, NULL, 's' },
 		{ "listen",		required_argument, NULL, 'l' },
 		{ "tokens",		required_argument, NULL, 't' },
+		{ "state-dir",		required_argument, NULL, 'S' },
 		{ "poll-timeout",	required_argument, NULL, 'p' },
 		{ "trust-domain",	required_argument, NULL, 'd' },
 		{ "log-level",		required_argument, NULL, 'L' },
@@ -864,6 +978,10 @@ weft_controller_main(int argc, char **argv)
 		case 't':
 			free(c.conf.tokens_file);
 			c.conf.tokens_file = strdup(optarg);
+			break;
+		case 'S':
+			free(c.conf.state_dir);
+			c.conf.state_dir = strdup(optarg);
 			break;
 		case 'p':
 			errno = 0;
@@ -969,6 +1087,22 @@ weft_controller_main(int argc, char **argv)
 			fprintf(stderr, "weft controller: %s\n", errs.msgs[i]);
 		goto done;
 	}
+	{
+		struct stat st;
+
+		if (stat(c.conf.tokens_file, &st) == 0) {
+			c.tokens_mtime = st.st_mtim;
+			c.tokens_size = st.st_size;
+		}
+	}
+	if (c.conf.state_dir == NULL &&
+	    (c.conf.state_dir = strdup("/var/lib/weft/controller")) == NULL)
+		goto done;
+	if (mkdir_p(c.conf.state_dir) == -1) {
+		log_warn("state directory %s", c.conf.state_dir);
+		goto done;
+	}
+	c.generation = ctrl_generation_restore(&c);
 	if ((c.base = event_base_new()) == NULL) {
 		log_warnx("event_base_new failed");
 		goto done;

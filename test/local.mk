@@ -1,1 +1,13 @@
 # test/: the lab's workload and shared test files
+
+# The lab's test workload (deploy/local/weft-lab puts it on the pods' PATH).
+noinst_PROGRAMS += weft-echo
+weft_echo_SOURCES = test/workload/weft-echo.c
+weft_echo_LDADD = $(WEFT_LIBS)
+
+# Integration tests (root, network namespaces): `make check-integration`.
+EXTRA_DIST += test/integration/run test/integration/lib.sh \
+	test/integration/t-lab.sh test/integration/t-relay.sh \
+	test/integration/t-halfclose.sh test/integration/t-bulk.sh \
+	test/integration/t-failclosed.sh test/integration/t-golden-nft.sh \
+	test/integration/golden
