@@ -702,7 +702,8 @@ ctrl_generation_restore(struct controller *c)
 			fclose(f);
 			if (g > 0)
 				return g;
-		}
+		} else if (errno == ENOENT)
+			return 0;	/* a new state directory: count from 1 */
 	}
 	return (uint64_t)time(NULL);
 }
