@@ -6,8 +6,8 @@ check_PROGRAMS += test/unit/netfilter/table
 test_unit_netfilter_table_SOURCES = test/unit/netfilter/table.c
 test_unit_netfilter_table_LDADD = $(WEFT_LIBS)
 
-# Root only, in throwaway network namespaces: sh test/integration/nft-smoke.sh
-EXTRA_DIST += test/integration/nft-smoke.sh
+# Root only, in throwaway network namespaces: test/integration/t-nft-smoke.sh (run by test/integration/run)
+EXTRA_DIST += test/integration/t-nft-smoke.sh
 
 # Driver of the API for the root smoke test (not run by make check).
 noinst_PROGRAMS += test/unit/netfilter/nft-driver

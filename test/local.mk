@@ -10,5 +10,5 @@ EXTRA_DIST += test/integration/run test/integration/lib.sh \
 	test/integration/t-lab.sh test/integration/t-relay.sh \
 	test/integration/t-halfclose.sh test/integration/t-bulk.sh \
 	test/integration/t-failclosed.sh test/integration/t-golden-nft.sh \
-	test/integration/t-resilience.sh \
+	test/integration/t-resilience.sh test/integration/t-antispoof.sh \
 	test/integration/golden

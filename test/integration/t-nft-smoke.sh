@@ -9,14 +9,14 @@
 #   node: table inet weft, fwmark 0x53a -> table 15001 (local default dev lo),
 #         169.254.1.1/32 on every pod veth (the pods' gateway), /32 host routes.
 #
-# Usage: nft-smoke.sh BUILDDIR    (needs root; everything lives in network
+# Usage: t-nft-smoke.sh [BUILDDIR]    (needs root; everything lives in network
 # namespaces named nfh-$$-*, removed on exit).
 set -e
-B=${1:-.}
+B=${1:-${WEFT_BUILD_DIR:-.}}
 D=$B/test/unit/netfilter/nft-driver
 [[ $(id -u) == 0 ]] || { echo "skip: needs root"; exit 77; }
 [[ -x $D ]] || { echo "skip: build $D first"; exit 77; }
-command -v nft >/dev/null && command -v python3 >/dev/null ||
+command -v nft >/dev/null && command -v /usr/bin/python3 >/dev/null ||
 	{ echo "skip: needs nft (for listing) and python3"; exit 77; }
 
 P=nfh-$$
@@ -74,11 +74,11 @@ else:   # connect HOST PORT [SRC]
     except OSError as e:
         print("error", errno.errorcode.get(e.errno, e.errno))
 EOF
-h() { python3 $T/h.py "$@"; }
+h() { /usr/bin/python3 $T/h.py "$@"; }
 wait_listening() { for _ in $(seq 50); do grep -q listening "$1" 2>/dev/null && return; sleep 0.1; done; }
 bg() {	# bg NS LOG ARGS...: a helper listener in NS, pid in PIDS
 	local ns=$1 log=$2; shift 2
-	ip netns exec $ns python3 $T/h.py "$@" > "$log" 2>&1 &
+	ip netns exec $ns /usr/bin/python3 $T/h.py "$@" > "$log" 2>&1 &
 	PIDS+=($!)
 	wait_listening "$log"
 }
@@ -130,35 +130,35 @@ bg $WEB $T/web.log listen 80 web
 bg $DB $T/db.log listen 80 db
 
 # fail closed: nothing listens on :15001 / :15006
-r=$(n $WEB python3 $T/h.py connect 192.168.77.2 8080)
+r=$(n $WEB /usr/bin/python3 $T/h.py connect 192.168.77.2 8080)
 check "weft down: meshed pod's outbound refused ($r)" [ "$r" = refused ]
-r=$(n $EXT python3 $T/h.py connect 10.244.1.10 80)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 10.244.1.10 80)
 check "weft down: inbound to meshed pod refused ($r)" [ "$r" = refused ]
 check "weft down: nothing reached the destination in clear" \
 	[ "$(grep -c "from 10.244.1.10\|from 192.168.77.2" $T/ext.log $T/web.log | grep -c ':0$')" = 2 ]
-r=$(n $DB python3 $T/h.py connect 192.168.77.2 8080)
+r=$(n $DB /usr/bin/python3 $T/h.py connect 192.168.77.2 8080)
 check "exempt pod not captured ($r)" [ "$r" = "direct from 10.244.1.20" ]
-r=$(n $NODE python3 $T/h.py connect 10.244.1.10 80)
+r=$(n $NODE /usr/bin/python3 $T/h.py connect 10.244.1.10 80)
 check "node itself to a pod: direct, replies not hijacked ($r)" [ "${r%% from*}" = web ]
 
 # weft up: transparent listeners
 bg $NODE $T/out.log tproxy-listen 15001
 bg $NODE $T/in.log tproxy-listen 15006
-r=$(n $WEB python3 $T/h.py connect 192.168.77.2 8080)
+r=$(n $WEB /usr/bin/python3 $T/h.py connect 192.168.77.2 8080)
 check "outbound captured with original destination ($r)" \
 	[ "$r" = "captured 192.168.77.2:8080 from 10.244.1.10" ]
-r=$(n $WEB python3 $T/h.py connect 10.244.1.20 80)
+r=$(n $WEB /usr/bin/python3 $T/h.py connect 10.244.1.20 80)
 check "meshed pod to exempt local pod: outbound capture ($r)" \
 	[ "$r" = "captured 10.244.1.20:80 from 10.244.1.10" ]
-r=$(n $EXT python3 $T/h.py connect 10.244.1.10 80)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 10.244.1.10 80)
 check "inbound plaintext captured ($r)" \
 	[ "$r" = "captured 10.244.1.10:80 from 192.168.77.2" ]
-r=$(n $EXT python3 $T/h.py connect 10.244.1.99 80)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 10.244.1.99 80)
 check "unknown pod in the CIDR captured too, boot safety ($r)" \
 	[ "$r" = "captured 10.244.1.99:80 from 192.168.77.2" ]
-r=$(n $EXT python3 $T/h.py connect 10.244.1.20 80)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 10.244.1.20 80)
 check "inbound to exempt pod not captured ($r)" [ "$r" = "db from 192.168.77.2" ]
-r=$(n $NODE python3 $T/h.py connect 10.244.1.10 80)
+r=$(n $NODE /usr/bin/python3 $T/h.py connect 10.244.1.10 80)
 check "node to pod with weft up: direct ($r)" [ "${r%% from*}" = web ]
 # NodePort-style DNAT (after our mangle hook): the pod's replies are
 # reply-direction and must not be hijacked into :15001
@@ -170,15 +170,15 @@ table ip nfh-nat {
 	}
 }
 EOF
-r=$(n $EXT python3 $T/h.py connect 192.168.77.1 30080)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 192.168.77.1 30080)
 check "DNAT'd connection to a meshed pod: replies pass ($r)" [ "$r" = "web from 192.168.77.2" ]
 # the transparent listener itself is not reachable as a wildcard socket
-r=$(n $EXT python3 $T/h.py connect 10.244.1.20 15001)
+r=$(n $EXT /usr/bin/python3 $T/h.py connect 10.244.1.20 15001)
 check "forwarded SYN to an exempt pod's :15001 not taken by the listener ($r)" [ "$r" = refused ]
 
 # anti-spoofing: web sends from a neighbour's address
 n $WEB ip addr add 10.244.1.20/32 dev eth0
-r=$(n $WEB python3 $T/h.py connect 192.168.77.2 8080 10.244.1.20)
+r=$(n $WEB /usr/bin/python3 $T/h.py connect 192.168.77.2 8080 10.244.1.20)
 check "spoofed source dropped ($r)" [ "$r" = timeout ]
 n $WEB ip addr del 10.244.1.20/32 dev eth0
 

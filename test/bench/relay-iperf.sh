@@ -1,0 +1,61 @@
+#!/bin/bash
+# Benchmark: one cross-node TCP stream (iperf3) between two pods, through the
+# weft node daemons vs. the same path with the daemons stopped and their
+# tables removed (plain routing), measured in one run, interleaved.
+#
+#   test/bench/relay-iperf.sh BUILDDIR [SECONDS] [ROUNDS]     (root)
+#
+#   tools/client (node-1) ── node-1 ── br0 ── node-2 ── shop/api-1 (iperf3 -s)
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 BUILDDIR [SECONDS] [ROUNDS]" >&2; exit 2; }
+export WEFT_BUILD_DIR=$(cd "$1" && pwd) WEFT_BIN=$(cd "$1" && pwd)/weft
+secs=${2:-5} rounds=${3:-3}
+source "$(dirname "$0")/../integration/lib.sh"
+need_root
+command -v iperf3 >/dev/null || skip "needs iperf3"
+lab_init bench
+trap cleanup EXIT
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+
+spid=
+start_server() {
+	# -1: serve one test, then exit.
+	ip netns exec "$LAB_NAME-pod-shop-api-1" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+	spid=$!
+	wait_for -t 5 pod shop/api-1 ss -Hltn 'sport = :5201'
+}
+stop_server() { wait "$spid" 2>/dev/null || true; }
+gbps() {
+	pod tools/client iperf3 -c "$IP_API1" -p 5201 -t "$secs" -J |
+		"$PY" -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}
+weft_off() {
+	local n
+	for n in node-1 node-2; do
+		kill -TERM "$(lab pid node/$n)"
+		wait_for -t 10 eval '! pid_alive '"$(lab pid node/$n)"
+		node "$n" "$WEFT_BIN" node --cleanup >/dev/null 2>&1
+	done
+}
+weft_on() {
+	local n
+	for n in node-1 node-2; do lab restart node/$n >/dev/null; done
+}
+
+declare -a with without
+for r in $(seq 1 "$rounds"); do
+	start_server
+	with+=("$(gbps)")
+	stop_server
+	weft_off
+	start_server
+	without+=("$(gbps)")
+	stop_server
+	weft_on
+	echo "round $r: through weft ${with[-1]} Gbit/s, without weft ${without[-1]} Gbit/s"
+done
+# Check the "with" runs really went through weft.
+grep -q "conn .* -> $IP_API1:5201" "$(node_log_file node-1)" || fail "iperf3 did not go through node-1's daemon"
+med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mw=$(med "${with[@]}") mo=$(med "${without[@]}")
+echo "median: through weft $mw Gbit/s, without weft $mo Gbit/s, ratio $(awk -v a="$mw" -v b="$mo" 'BEGIN{printf "%.2f", a/b}')"
