@@ -32,15 +32,14 @@ gbps() {
 weft_off() {
 	local n
 	for n in node-1 node-2; do
-		kill -TERM "$(lab pid node/$n)"
-		wait_for -t 10 eval '! pid_alive '"$(lab pid node/$n)"
+		local pid
+		pid=$(lab pid node/$n)
+		kill -TERM "$pid"
+		wait_for -t 10 eval '! pid_alive '"$pid"
 		node "$n" "$WEFT_BIN" node --cleanup >/dev/null 2>&1
 	done
 }
-weft_on() {
-	local n
-	for n in node-1 node-2; do lab restart node/$n >/dev/null; done
-}
+weft_on() { lab restart node/node-1 node/node-2 >/dev/null; }
 
 declare -a with without
 for r in $(seq 1 "$rounds"); do
