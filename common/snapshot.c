@@ -24,8 +24,8 @@
 
 /* --- free ------------------------------------------------------------------ */
 
-static void
-labels_free(struct weft_labels *l)
+void
+weft_labels_clear(struct weft_labels *l)
 {
 	size_t i;
 
@@ -39,52 +39,77 @@ labels_free(struct weft_labels *l)
 }
 
 void
+weft_snap_node_clear(struct weft_snap_node *n)
+{
+	free(n->name);
+	free(n->pod_cidrs);
+	memset(n, 0, sizeof(*n));
+}
+
+void
+weft_snap_namespace_clear(struct weft_snap_namespace *ns)
+{
+	free(ns->name);
+	weft_labels_clear(&ns->labels);
+	memset(ns, 0, sizeof(*ns));
+}
+
+void
+weft_snap_pod_clear(struct weft_snap_pod *p)
+{
+	size_t i;
+
+	free(p->namespace);
+	free(p->name);
+	free(p->uid);
+	free(p->node);
+	free(p->service_account);
+	weft_labels_clear(&p->labels);
+	for (i = 0; i < p->n_ports; i++)
+		free(p->ports[i].name);
+	free(p->ports);
+	memset(p, 0, sizeof(*p));
+}
+
+void
+weft_snap_service_clear(struct weft_snap_service *s)
+{
+	size_t i;
+
+	free(s->namespace);
+	free(s->name);
+	for (i = 0; i < s->n_ports; i++) {
+		free(s->ports[i].name);
+		free(s->ports[i].target_port_name);
+		free(s->ports[i].app_protocol);
+	}
+	free(s->ports);
+	weft_labels_clear(&s->selector);
+	memset(s, 0, sizeof(*s));
+}
+
+void
 weft_snapshot_free(struct weft_snapshot *s)
 {
-	size_t i, j;
+	size_t i;
 
 	if (s == NULL)
 		return;
-	for (i = 0; i < s->n_nodes; i++) {
-		free(s->nodes[i].name);
-		free(s->nodes[i].pod_cidrs);
-	}
+	for (i = 0; i < s->n_nodes; i++)
+		weft_snap_node_clear(&s->nodes[i]);
 	free(s->nodes);
-	for (i = 0; i < s->n_namespaces; i++) {
-		free(s->namespaces[i].name);
-		labels_free(&s->namespaces[i].labels);
-	}
+	for (i = 0; i < s->n_namespaces; i++)
+		weft_snap_namespace_clear(&s->namespaces[i]);
 	free(s->namespaces);
-	for (i = 0; i < s->n_pods; i++) {
-		struct weft_snap_pod *p = &s->pods[i];
-
-		free(p->namespace);
-		free(p->name);
-		free(p->uid);
-		free(p->node);
-		free(p->service_account);
-		labels_free(&p->labels);
-		for (j = 0; j < p->n_ports; j++)
-			free(p->ports[j].name);
-		free(p->ports);
-	}
+	for (i = 0; i < s->n_pods; i++)
+		weft_snap_pod_clear(&s->pods[i]);
 	free(s->pods);
-	for (i = 0; i < s->n_services; i++) {
-		struct weft_snap_service *v = &s->services[i];
-
-		free(v->namespace);
-		free(v->name);
-		for (j = 0; j < v->n_ports; j++) {
-			free(v->ports[j].name);
-			free(v->ports[j].target_port_name);
-			free(v->ports[j].app_protocol);
-		}
-		free(v->ports);
-		labels_free(&v->selector);
-	}
+	for (i = 0; i < s->n_services; i++)
+		weft_snap_service_clear(&s->services[i]);
 	free(s->services);
 	free(s->node_name);
 	free(s->trust_domain);
+	free(s->trust_bundle);
 	free(s);
 }
 
@@ -301,7 +326,8 @@ weft_snapshot_encode(const struct weft_snapshot *s)
 	if (enc_int(root, "version", WEFT_SNAPSHOT_VERSION) == -1 ||
 	    enc_int(root, "generation", (int64_t)s->generation) == -1 ||
 	    enc_str(root, "node", s->node_name) == -1 ||
-	    enc_str(root, "trust_domain", s->trust_domain) == -1)
+	    enc_str(root, "trust_domain", s->trust_domain) == -1 ||
+	    enc_str(root, "trustBundle", s->trust_bundle) == -1)
 		goto done;
 	if ((a = enc_new_array(root, "nodes")) == NULL)
 		goto done;
@@ -856,7 +882,9 @@ weft_snapshot_decode(const char *json, size_t len, char **err)
 	s->generation = (uint64_t)n;
 	if (dec_str(&d, root, "", "node", false, &s->node_name) == -1 ||
 	    dec_str(&d, root, "", "trust_domain", false,
-	    &s->trust_domain) == -1)
+	    &s->trust_domain) == -1 ||
+	    dec_str(&d, root, "", "trustBundle", false,
+	    &s->trust_bundle) == -1)
 		goto fail;
 	if (s->trust_domain == NULL &&
 	    (s->trust_domain = strdup("cluster.local")) == NULL) {

@@ -9,8 +9,12 @@
  * for have=G only after applying G), which is what `weft ctl status/wait`
  * show.
  *
- * The transport is plain HTTP for now; everything TLS will touch is in
- * ctrl_http_open() (evhttp_set_bevcb will go there). */
+ * The transport is HTTPS (TLS 1.3) with a server certificate from the mesh
+ * CA (controlplane/ca.c), re-issued before it expires and after a root
+ * rotation; --plaintext keeps plain HTTP for debugging.  The CA signs
+ * nodes' CSRs (POST /v1/certificates) for the identities of the pods
+ * scheduled on them, and its trust bundle travels in every snapshot: a
+ * bundle change moves the generation like any other change. */
 #include "config.h"
 
 #include <errno.h>
@@ -28,24 +32,45 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <json-c/json.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
+#include "weft/ca.h"
 #include "weft/controller.h"
+#include "weft/ip.h"
 #include "weft/log.h"
 #include "weft/proxy.h"
 
 #define CTRL_MAX_HELD		4096	/* parked long-polls, all nodes */
+#define CTRL_MAX_ISSUED		4096	/* identities remembered per node */
+#define CTRL_MAX_SANS		32	/* --tls-san values */
+/* The API's own certificate: valid two days, re-issued after one, so a
+ * controller that was suspended for a while still has time to renew. */
+#define CTRL_SERVER_CERT_TTL	(48 * 3600)
+#define CTRL_SERVER_CERT_RENEW	(24 * 3600)
+#define CTRL_TICK_MAX		3600	/* CA housekeeping at least hourly */
 
 struct ctrl_token {
 	char		*token;		/* owned */
 	char		*node;		/* owned; NULL: admin */
 };
 
+/* The newest certificate issued to a node for one identity. */
+struct ctrl_issued {
+	char		*spiffe_id;	/* owned */
+	char		 serial[80];
+	time_t		 not_after;
+};
+
 struct ctrl_node {
 	char		*name;		/* owned */
+	struct ctrl_issued *issued;	/* owned, sorted by spiffe_id */
+	size_t		 n_issued;
 	uint64_t	 applied;	/* last have= reported; 0: nothing */
 	time_t		 last_seen;	/* 0: never polled */
 	bool		 known;		/* a Node object exists */
@@ -69,6 +94,13 @@ struct controller_config {
 	char		*trust_domain;	/* owned */
 	char		*tokens_file;	/* owned */
 	char		*state_dir;	/* owned */
+	bool		 plaintext;	/* --plaintext: no TLS */
+	char		*ca_cert;	/* owned; --ca-cert, or NULL */
+	char		*ca_key;	/* owned; --ca-key, or NULL */
+	int64_t		 cert_ttl;	/* seconds */
+	int64_t		 ca_overlap;	/* seconds; 0: 2 x cert_ttl */
+	char		*tls_sans[CTRL_MAX_SANS]; /* owned */
+	size_t		 n_tls_sans;
 };
 
 struct controller {
@@ -88,6 +120,10 @@ struct controller {
 	size_t		 n_nodes;
 	TAILQ_HEAD(, ctrl_held) held;
 	size_t		 n_held;
+	struct weft_ca	*ca;		/* owned */
+	SSL_CTX		*ssl_ctx;	/* owned reference; new connections */
+	time_t		 tls_renew_at;	/* re-issue the server certificate */
+	struct event	*ca_timer;	/* owned: roots' retirement, renewal */
 };
 
 /* --- tokens ---------------------------------------------------------------- */
@@ -260,15 +296,87 @@ node_get(struct controller *c, const char *name, bool create)
 	return &n[i];
 }
 
+/* --- issued certificates ----------------------------------------------------- */
+
+static void
+issued_clear(struct ctrl_node *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->n_issued; i++)
+		free(n->issued[i].spiffe_id);
+	free(n->issued);
+	n->issued = NULL;
+	n->n_issued = 0;
+}
+
+/* Forget the identities the node may no longer hold (their pods left it),
+ * which bounds the list by the service accounts scheduled there. */
+static void
+issued_prune(struct controller *c, struct ctrl_node *n)
+{
+	char why[512];
+	size_t i, j;
+
+	for (i = j = 0; i < n->n_issued; i++) {
+		if (weft_ca_authorize(c->model, c->conf.trust_domain, n->name,
+		    n->issued[i].spiffe_id, NULL, why, sizeof(why)) != 0) {
+			log_debug("node %s: forgetting %s: %s", n->name,
+			    n->issued[i].spiffe_id, why);
+			free(n->issued[i].spiffe_id);
+			continue;
+		}
+		n->issued[j++] = n->issued[i];
+	}
+	n->n_issued = j;
+}
+
+/* Remember the newest certificate of spiffe_id on n. */
+static void
+issued_record(struct ctrl_node *n, const char *spiffe_id,
+    const struct weft_ca_leaf *leaf)
+{
+	struct ctrl_issued *ni;
+	size_t i;
+	int r = 1;
+
+	for (i = 0; i < n->n_issued; i++)
+		if ((r = strcmp(n->issued[i].spiffe_id, spiffe_id)) >= 0)
+			break;
+	if (r != 0) {
+		if (n->n_issued >= CTRL_MAX_ISSUED ||
+		    (ni = reallocarray(n->issued, n->n_issued + 1,
+		    sizeof(*ni))) == NULL) {
+			log_warnx("node %s: cannot remember %s", n->name,
+			    spiffe_id);
+			return;
+		}
+		n->issued = ni;
+		memmove(&ni[i + 1], &ni[i], (n->n_issued - i) * sizeof(*ni));
+		memset(&ni[i], 0, sizeof(*ni));
+		if ((ni[i].spiffe_id = strdup(spiffe_id)) == NULL) {
+			memmove(&ni[i], &ni[i + 1], (n->n_issued - i) *
+			    sizeof(*ni));
+			return;
+		}
+		n->n_issued++;
+	}
+	snprintf(n->issued[i].serial, sizeof(n->issued[i].serial), "%s",
+	    leaf->serial);
+	n->issued[i].not_after = leaf->not_after;
+}
+
 /* Node objects of the model are "known"; others stay listed only if they
- * ever polled. */
+ * ever polled or hold certificates. */
 static void
 nodes_sync(struct controller *c)
 {
 	size_t i, j;
 
-	for (i = 0; i < c->n_nodes; i++)
+	for (i = 0; i < c->n_nodes; i++) {
 		c->nodes[i].known = false;
+		issued_prune(c, &c->nodes[i]);
+	}
 	for (i = 0; i < c->model->all.n_nodes; i++) {
 		struct ctrl_node *n = node_get(c, c->model->all.nodes[i].name,
 		    true);
@@ -279,8 +387,10 @@ nodes_sync(struct controller *c)
 			n->known = true;
 	}
 	for (i = j = 0; i < c->n_nodes; i++) {
-		if (!c->nodes[i].known && c->nodes[i].last_seen == 0) {
+		if (!c->nodes[i].known && c->nodes[i].last_seen == 0 &&
+		    c->nodes[i].n_issued == 0) {
 			free(c->nodes[i].name);
+			issued_clear(&c->nodes[i]);
 			continue;
 		}
 		c->nodes[j++] = c->nodes[i];
@@ -328,6 +438,8 @@ reply_snapshot(struct controller *c, struct evhttp_request *req,
 
 	weft_model_view(c->model, node, c->generation, c->conf.trust_domain,
 	    &view);
+	/* borrowed from the CA, like the rest of the view from the model */
+	view.trust_bundle = (char *)(uintptr_t)weft_ca_bundle(c->ca);
 	if ((json = weft_snapshot_encode(&view)) == NULL) {
 		reply_error(req, 500, "Internal Server Error", "out of memory");
 		return;
@@ -399,9 +511,38 @@ held_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctrl_held *h = arg;
 	struct evhttp_connection *evcon = h->evcon;
+	SSL *ssl;
 	ssize_t r;
 	char b;
 
+	/* Over TLS the bytes on the socket are records: a close_notify
+	 * looks like data.  SSL_peek decrypts without consuming application
+	 * data: > 0 is a pipelined request (left in the SSL's buffer; the
+	 * poll timeout ends the wait as in plain HTTP), a clean or unclean
+	 * EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) or an error means gone. */
+	ssl = bufferevent_openssl_get_ssl(evhttp_connection_get_bufferevent(
+	    evcon));
+	if (ssl != NULL) {
+		int e;
+
+		r = SSL_peek(ssl, &b, 1);
+		e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, (int)r);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
+		    (e == SSL_ERROR_SYSCALL && (errno == EAGAIN ||
+		    errno == EINTR))) {
+			event_add(h->ev_eof, NULL);
+			return;
+		}
+		if (r > 0)
+			return;
+		log_debug("node %s: long-poll TLS connection closed (%s)",
+		    h->node, e == SSL_ERROR_ZERO_RETURN ? "EOF" : "error");
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+		held_free(h);
+		evhttp_connection_free(evcon);
+		return;
+	}
 	r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (r == -1 && (errno == EAGAIN || errno == EINTR)) {
 		event_add(h->ev_eof, NULL);
@@ -574,10 +715,240 @@ handle_snapshot(struct controller *c, struct evhttp_request *req,
 static void
 format_time(time_t t, char *buf, size_t len)
 {
-	struct tm tm;
+	weft_ca_rfc3339(t, buf, len);
+}
 
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+/* The request body as a JSON object (caller puts), or NULL after replying
+ * 400. */
+static struct json_object *
+request_json(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct json_tokener *tok;
+	struct json_object *o = NULL;
+	size_t len = evbuffer_get_length(in);
+	const char *body;
+
+	body = len > 0 ? (const char *)evbuffer_pullup(in, -1) : NULL;
+	if (body != NULL && (tok = json_tokener_new()) != NULL) {
+		o = json_tokener_parse_ex(tok, body, (int)len);
+		if (json_tokener_get_error(tok) != json_tokener_success) {
+			json_object_put(o);
+			o = NULL;
+		}
+		json_tokener_free(tok);
+	}
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		reply_error(req, 400, "Bad Request",
+		    "body: expected a JSON object");
+		return NULL;
+	}
+	return o;
+}
+
+/* A string member of o: NULL when absent; "" (and *bad) when not a
+ * string. */
+static const char *
+json_str(struct json_object *o, const char *key, bool *bad)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL)
+		return NULL;
+	if (!json_object_is_type(v, json_type_string)) {
+		*bad = true;
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+static const char *
+status_reason(int code)
+{
+	switch (code) {
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	default:
+		return "Error";
+	}
+}
+
+/* POST /v1/certificates: {"csr","spiffeId"[,"node"]} -> the leaf, signed
+ * only for an identity of a pod scheduled on the requesting node. */
+static void
+handle_certificates(struct controller *c, struct evhttp_request *req)
+{
+	const struct ctrl_token *t;
+	struct json_object *body, *out = NULL;
+	struct weft_ca_leaf leaf;
+	struct ctrl_node *n;
+	const char *csr, *id, *node;
+	char why[600], tbuf[32], *err = NULL;
+	bool bad = false;
+	int code;
+
+	memset(&leaf, 0, sizeof(leaf));
+	if ((t = authenticate(c, req)) == NULL)
+		return;
+	if ((body = request_json(req)) == NULL)
+		return;
+	csr = json_str(body, "csr", &bad);
+	id = json_str(body, "spiffeId", &bad);
+	node = json_str(body, "node", &bad);
+	if (bad) {
+		reply_error(req, 400, "Bad Request",
+		    "csr, spiffeId, node: expected strings");
+		goto done;
+	}
+	if (t->node != NULL && node != NULL && strcmp(node, t->node) != 0) {
+		snprintf(why, sizeof(why), "token of node/%s may not request "
+		    "certificates for node/%.256s", t->node, node);
+		reply_error(req, 403, "Forbidden", why);
+		goto done;
+	}
+	if (t->node == NULL && node == NULL) {
+		reply_error(req, 400, "Bad Request",
+		    "node: required with an admin token");
+		goto done;
+	}
+	if (t->node != NULL)
+		node = t->node;
+	if (!weft_name_is_dns_subdomain(node)) {
+		reply_error(req, 400, "Bad Request", "node: invalid node name");
+		goto done;
+	}
+	if (csr == NULL) {
+		reply_error(req, 400, "Bad Request", "csr: required");
+		goto done;
+	}
+	if ((code = weft_ca_authorize(c->model, c->conf.trust_domain, node, id,
+	    NULL, why, sizeof(why))) != 0) {
+		log_info("node %s: certificate for %.256s refused: %s", node,
+		    id ? id : "(none)", why);
+		reply_error(req, code, status_reason(code), why);
+		goto done;
+	}
+	if (weft_ca_sign_csr(c->ca, csr, strlen(csr), id, &leaf,
+	    &err) == -1) {
+		log_info("node %s: certificate for %s refused: %s", node, id,
+		    err ? err : "out of memory");
+		reply_error(req, 400, "Bad Request", err ? err :
+		    "out of memory");
+		goto done;
+	}
+	if ((n = node_get(c, node, true)) != NULL)
+		issued_record(n, id, &leaf);
+	format_time(leaf.not_after, tbuf, sizeof(tbuf));
+	log_info("node %s: issued %s, serial %s, until %s", node, id,
+	    leaf.serial, tbuf);
+	if ((out = json_object_new_object()) == NULL) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		goto done;
+	}
+	json_object_object_add(out, "certificate",
+	    json_object_new_string(leaf.cert_pem));
+	json_object_object_add(out, "chain",
+	    json_object_new_string(leaf.chain_pem));
+	json_object_object_add(out, "trustBundle",
+	    json_object_new_string(weft_ca_bundle(c->ca)));
+	json_object_object_add(out, "serial",
+	    json_object_new_string(leaf.serial));
+	json_object_object_add(out, "notAfter", json_object_new_string(tbuf));
+	reply_json(req, 200, "OK", json_object_to_json_string_ext(out,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+done:
+	free(err);
+	weft_ca_leaf_clear(&leaf);
+	json_object_put(out);
+	json_object_put(body);
+}
+
+/* "ca": {"signing": serial, "roots": [...]}, for status and rotate. */
+static struct json_object *
+ca_json(struct controller *c)
+{
+	struct weft_ca_root_info roots[16];
+	struct json_object *o, *arr, *r;
+	char buf[32];
+	size_t i, n;
+
+	if ((o = json_object_new_object()) == NULL)
+		return NULL;
+	if ((arr = json_object_new_array()) == NULL) {
+		json_object_put(o);
+		return NULL;
+	}
+	n = weft_ca_roots(c->ca, roots, 16);
+	for (i = 0; i < n; i++) {
+		if (roots[i].signing)
+			json_object_object_add(o, "signing",
+			    json_object_new_string(roots[i].serial));
+		if ((r = json_object_new_object()) == NULL)
+			continue;
+		json_object_object_add(r, "serial",
+		    json_object_new_string(roots[i].serial));
+		json_object_object_add(r, "subject",
+		    json_object_new_string(roots[i].subject));
+		format_time(roots[i].not_after, buf, sizeof(buf));
+		json_object_object_add(r, "not_after",
+		    json_object_new_string(buf));
+		if (roots[i].retire_at != 0) {
+			format_time(roots[i].retire_at, buf, sizeof(buf));
+			json_object_object_add(r, "retire_at",
+			    json_object_new_string(buf));
+		} else
+			json_object_object_add(r, "retire_at", NULL);
+		json_object_object_add(r, "signing",
+		    json_object_new_boolean(roots[i].signing));
+		json_object_array_add(arr, r);
+	}
+	json_object_object_add(o, "roots", arr);
+	return o;
+}
+
+static void	ctrl_bundle_changed(struct controller *, const char *);
+static void	ctrl_ca_schedule(struct controller *);
+
+/* POST /v1/ca/rotate (admin): a new root signs from now on. */
+static void
+handle_ca_rotate(struct controller *c, struct evhttp_request *req)
+{
+	const struct ctrl_token *t;
+	struct json_object *o;
+	char *err = NULL;
+	time_t soon;
+
+	if ((t = authenticate(c, req)) == NULL)
+		return;
+	if (t->node != NULL) {
+		reply_error(req, 403, "Forbidden",
+		    "CA rotation needs an admin token");
+		return;
+	}
+	if (weft_ca_rotate(c->ca, &err) == -1) {
+		log_warnx("CA rotation failed: %s", err ? err : "out of memory");
+		reply_error(req, 409, "Conflict", err ? err : "out of memory");
+		free(err);
+		return;
+	}
+	ctrl_bundle_changed(c, "CA rotated");
+	/* the API's certificate moves to the new root half-way through the
+	 * overlap (weft_ca_issue_server): nodes have learnt the new root by
+	 * then, and the old one is still trusted by whoever has not */
+	soon = time(NULL) + c->conf.ca_overlap / 2 + 1;
+	if (c->tls_renew_at > soon)
+		c->tls_renew_at = soon;
+	ctrl_ca_schedule(c);
+	if ((o = ca_json(c)) == NULL) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	reply_json(req, 200, "OK", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
 }
 
 static void
@@ -608,11 +979,36 @@ handle_status(struct controller *c, struct evhttp_request *req)
 	    json_object_new_int64((int64_t)c->generation));
 	json_object_object_add(root, "nodes", nodes);
 	json_object_object_add(root, "errors", errs);
+	json_object_object_add(root, "held", json_object_new_int64(
+	    (int64_t)c->n_held));
+	json_object_object_add(root, "tls",
+	    json_object_new_boolean(!c->conf.plaintext));
+	json_object_object_add(root, "ca", ca_json(c));
 	for (i = 0; i < c->n_nodes; i++) {
 		struct ctrl_node *n = &c->nodes[i];
+		struct json_object *certs, *co;
+		size_t k;
 
 		if ((o = json_object_new_object()) == NULL)
 			continue;
+		if ((certs = json_object_new_array()) != NULL) {
+			for (k = 0; k < n->n_issued; k++) {
+				if ((co = json_object_new_object()) == NULL)
+					continue;
+				json_object_object_add(co, "spiffe_id",
+				    json_object_new_string(
+				    n->issued[k].spiffe_id));
+				json_object_object_add(co, "serial",
+				    json_object_new_string(
+				    n->issued[k].serial));
+				format_time(n->issued[k].not_after, buf,
+				    sizeof(buf));
+				json_object_object_add(co, "not_after",
+				    json_object_new_string(buf));
+				json_object_array_add(certs, co);
+			}
+			json_object_object_add(o, "certificates", certs);
+		}
 		json_object_object_add(o, "name",
 		    json_object_new_string(n->name));
 		json_object_object_add(o, "applied",
@@ -646,6 +1042,18 @@ ctrl_request(struct evhttp_request *req, void *arg)
 
 	if (path == NULL) {
 		reply_error(req, 400, "Bad Request", "bad URI");
+		return;
+	}
+	if (strcmp(path, "/v1/certificates") == 0 ||
+	    strcmp(path, "/v1/ca/rotate") == 0) {
+		if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+			    "Allow", "POST");
+			reply_error(req, 405, "Method Not Allowed", "only POST");
+		} else if (strcmp(path, "/v1/certificates") == 0)
+			handle_certificates(c, req);
+		else
+			handle_ca_rotate(c, req);
 		return;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
@@ -796,9 +1204,177 @@ ctrl_source_changed(void *arg)
 	(void)ctrl_load(arg);
 }
 
+/* The trust bundle is part of every snapshot: a change is a generation. */
+static void
+ctrl_bundle_changed(struct controller *c, const char *why)
+{
+	c->generation++;
+	ctrl_generation_save(c);
+	log_info("generation %" PRIu64 ": trust bundle changed (%s)",
+	    c->generation, why);
+	held_wake_all(c);
+}
+
+/* --- TLS ------------------------------------------------------------------------- */
+
+static bool
+ctrl_san_listed(const char **sans, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(sans[i], s) == 0)
+			return true;
+	return false;
+}
+
+/* A new SSL_CTX with a fresh server certificate from the mesh CA: SANs
+ * --tls-san..., the listen address unless a wildcard, localhost and
+ * 127.0.0.1.  Returns NULL with *err. */
+static SSL_CTX *
+ctrl_tls_ctx(struct controller *c, time_t *not_after, char **err)
+{
+	const char *sans[CTRL_MAX_SANS + 4];
+	const char *la = c->conf.listen_addr;
+	SSL_CTX *ctx = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *cert = NULL;
+	size_t n = 0, i;
+
+	*err = NULL;
+	for (i = 0; i < c->conf.n_tls_sans; i++)
+		sans[n++] = c->conf.tls_sans[i];
+	if (strcmp(la, "0.0.0.0") != 0 && strcmp(la, "::") != 0 &&
+	    !ctrl_san_listed(sans, n, la))
+		sans[n++] = la;
+	if (!ctrl_san_listed(sans, n, "localhost"))
+		sans[n++] = "localhost";
+	if (!ctrl_san_listed(sans, n, "127.0.0.1"))
+		sans[n++] = "127.0.0.1";
+	if (weft_ca_issue_server(c->ca, sans, n, CTRL_SERVER_CERT_TTL, &key,
+	    &cert, err) == -1)
+		return NULL;
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL ||
+	    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_use_certificate(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		unsigned long e = ERR_get_error();
+
+		if (asprintf(err, "TLS context: %s", e ?
+		    ERR_reason_error_string(e) : "out of memory") == -1)
+			*err = NULL;
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		ctx = NULL;
+		goto done;
+	}
+	/* libevent 2.1 never sends close_notify, nor do many clients: an
+	 * EOF is an EOF, not an error (notes/feasibility.md §4) */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
+	    SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
+	{
+		char serial[80], until[32], issuer[256];
+
+		X509_NAME_oneline(X509_get_issuer_name(cert), issuer,
+		    sizeof(issuer));
+		weft_ca_serial_hex(cert, serial, sizeof(serial));
+		*not_after = weft_ca_asn1_time(X509_get0_notAfter(cert));
+		format_time(*not_after, until, sizeof(until));
+		log_info("TLS: server certificate %s from %s, until %s",
+		    serial, issuer, until);
+	}
+done:
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	return ctx;
+}
+
+/* Renew at half-life (the certificate may be short when its root
+ * retires soon), at least daily. */
+static void
+ctrl_tls_renew_at(struct controller *c, time_t not_after)
+{
+	time_t now = time(NULL);
+
+	c->tls_renew_at = now + CTRL_SERVER_CERT_RENEW;
+	if (not_after > now && now + (not_after - now) / 2 < c->tls_renew_at)
+		c->tls_renew_at = now + (not_after - now) / 2;
+}
+
+/* Re-issue the server certificate; connections in progress keep the old
+ * context (each SSL holds a reference), new ones get the new one. */
+static void
+ctrl_tls_renew(struct controller *c)
+{
+	SSL_CTX *ctx;
+	char *err = NULL;
+	time_t not_after = 0;
+
+	if ((ctx = ctrl_tls_ctx(c, &not_after, &err)) == NULL) {
+		log_warnx("TLS: cannot renew the server certificate: %s; "
+		    "retrying in a minute", err ? err : "out of memory");
+		free(err);
+		c->tls_renew_at = time(NULL) + 60;
+		return;
+	}
+	SSL_CTX_free(c->ssl_ctx);
+	c->ssl_ctx = ctx;
+	ctrl_tls_renew_at(c, not_after);
+}
+
+/* evhttp's bufferevent factory: every accepted connection speaks TLS.
+ * (libevent falls back to a plain bufferevent when this returns NULL;
+ * the client's handshake then fails, nothing is served in clear.) */
+static struct bufferevent *
+ctrl_bevcb(struct event_base *base, void *arg)
+{
+	struct controller *c = arg;
+	SSL *ssl;
+
+	if ((ssl = SSL_new(c->ssl_ctx)) == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	/* on failure libevent has freed ssl already */
+	return bufferevent_openssl_socket_new(base, -1, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+/* CA housekeeping: drop roots whose overlap ended, renew the server
+ * certificate; then sleep until the next of those is due. */
+static void
+ctrl_ca_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct controller *c = arg;
+
+	if (weft_ca_expire(c->ca) == 1)
+		ctrl_bundle_changed(c, "a retired root left the bundle");
+	if (!c->conf.plaintext && time(NULL) >= c->tls_renew_at)
+		ctrl_tls_renew(c);
+	ctrl_ca_schedule(c);
+}
+
+static void
+ctrl_ca_schedule(struct controller *c)
+{
+	time_t now = time(NULL), next = now + CTRL_TICK_MAX, t;
+	struct timeval tv = { 0, 0 };
+
+	if ((t = weft_ca_next_retirement(c->ca)) != 0 && t < next)
+		next = t;
+	if (!c->conf.plaintext && c->tls_renew_at < next)
+		next = c->tls_renew_at;
+	tv.tv_sec = next > now ? next - now : 1;
+	if (c->ca_timer != NULL)
+		evtimer_add(c->ca_timer, &tv);
+}
+
 /* --- lifecycle ------------------------------------------------------------------- */
 
-/* The listening side of the transport (plain HTTP today). */
+/* The listening side of the transport: TLS unless --plaintext. */
 static int
 ctrl_http_open(struct controller *c)
 {
@@ -811,14 +1387,27 @@ ctrl_http_open(struct controller *c)
 	/* longer than a long-poll, or libevent drops parked requests */
 	evhttp_set_timeout(c->http, c->conf.poll_timeout + 30);
 	evhttp_set_gencb(c->http, ctrl_request, c);
+	if (!c->conf.plaintext) {
+		char *err = NULL;
+		time_t not_after = 0;
+
+		if ((c->ssl_ctx = ctrl_tls_ctx(c, &not_after, &err)) == NULL) {
+			log_warnx("%s", err ? err : "TLS: out of memory");
+			free(err);
+			return -1;
+		}
+		ctrl_tls_renew_at(c, not_after);
+		evhttp_set_bevcb(c->http, ctrl_bevcb, c);
+	}
 	if (evhttp_bind_socket_with_handle(c->http, c->conf.listen_addr,
 	    c->conf.listen_port) == NULL) {
 		log_warn("listen on %s:%u", c->conf.listen_addr,
 		    c->conf.listen_port);
 		return -1;
 	}
-	log_info("listening on %s:%u (plain HTTP)", c->conf.listen_addr,
-	    c->conf.listen_port);
+	log_info("listening on %s:%u (%s)", c->conf.listen_addr,
+	    c->conf.listen_port, c->conf.plaintext ? "plain HTTP, "
+	    "--plaintext" : "HTTPS");
 	return 0;
 }
 
@@ -843,13 +1432,19 @@ ctrl_free(struct controller *c)
 	}
 	if (c->http != NULL)
 		evhttp_free(c->http);
+	if (c->ca_timer != NULL)
+		event_free(c->ca_timer);
+	SSL_CTX_free(c->ssl_ctx);
+	weft_ca_free(c->ca);
 	weft_source_dir_free(c->src);
 	weft_model_free(c->model);
 	free(c->model_enc);
 	weft_errors_clear(&c->errors);
 	tokens_free(c->tokens, c->n_tokens);
-	for (i = 0; i < c->n_nodes; i++)
+	for (i = 0; i < c->n_nodes; i++) {
 		free(c->nodes[i].name);
+		issued_clear(&c->nodes[i]);
+	}
 	free(c->nodes);
 	if (c->base != NULL)
 		event_base_free(c->base);
@@ -858,6 +1453,10 @@ ctrl_free(struct controller *c)
 	free(c->conf.trust_domain);
 	free(c->conf.tokens_file);
 	free(c->conf.state_dir);
+	free(c->conf.ca_cert);
+	free(c->conf.ca_key);
+	for (i = 0; i < c->conf.n_tls_sans; i++)
+		free(c->conf.tls_sans[i]);
 }
 
 static void
@@ -875,6 +1474,19 @@ ctrl_usage(FILE *f)
 	    "                         (default /var/lib/weft/controller)\n"
 	    "  --poll-timeout SECS    long-poll hold time (default %d)\n"
 	    "  --trust-domain NAME    SPIFFE trust domain (default cluster.local)\n"
+	    "  --plaintext            serve plain HTTP instead of HTTPS (debugging\n"
+	    "                         only)\n"
+	    "  --tls-san NAME|IP      a name of the API's certificate, repeatable\n"
+	    "                         (the listen address, localhost and\n"
+	    "                         127.0.0.1 are always included)\n"
+	    "  --ca-cert FILE         mesh CA root certificate (PEM), with\n"
+	    "  --ca-key FILE          its key; default: generated on first start\n"
+	    "                         and kept in STATE-DIR/ca; the trust bundle\n"
+	    "                         is written to STATE-DIR/" WEFT_CA_BUNDLE_FILE "\n"
+	    "  --cert-ttl DURATION    lifetime of issued certificates (default\n"
+	    "                         24h; 60s, 15m, 24h, 2d)\n"
+	    "  --ca-overlap DURATION  how long a rotated-out root stays trusted\n"
+	    "                         (default 2 x --cert-ttl)\n"
 	    "  --log-level LEVEL      debug, info or warn (default info)\n"
 	    "  -n, --check            load the source, print every error, and\n"
 	    "                         print \"configuration OK\" or exit 1\n"
@@ -940,6 +1552,12 @@ weft_controller_main(int argc, char **argv)
 		{ "poll-timeout",	required_argument, NULL, 'p' },
 		{ "trust-domain",	required_argument, NULL, 'd' },
 		{ "log-level",		required_argument, NULL, 'L' },
+		{ "plaintext",		no_argument,	   NULL, 'P' },
+		{ "tls-san",		required_argument, NULL, 'N' },
+		{ "ca-cert",		required_argument, NULL, 'C' },
+		{ "ca-key",		required_argument, NULL, 'K' },
+		{ "cert-ttl",		required_argument, NULL, 'T' },
+		{ "ca-overlap",		required_argument, NULL, 'O' },
 		{ "check",		no_argument,	   NULL, 'n' },
 		{ "help",		no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -959,6 +1577,7 @@ weft_controller_main(int argc, char **argv)
 	TAILQ_INIT(&c.held);
 	c.conf.poll_timeout = WEFT_CONTROLLER_POLL_TIMEOUT;
 	c.conf.listen_port = WEFT_PORT_CONTROLLER;
+	c.conf.cert_ttl = WEFT_CA_CERT_TTL;
 	weft_log_init("weft-controller", level);
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "nh", longopts, NULL)) != -1) {
@@ -1017,6 +1636,39 @@ weft_controller_main(int argc, char **argv)
 			}
 			weft_log_set_level(level);
 			break;
+		case 'P':
+			c.conf.plaintext = true;
+			break;
+		case 'N':
+			if (c.conf.n_tls_sans >= CTRL_MAX_SANS) {
+				fprintf(stderr, "weft controller: at most %d "
+				    "--tls-san\n", CTRL_MAX_SANS);
+				goto done;
+			}
+			if ((c.conf.tls_sans[c.conf.n_tls_sans] =
+			    strdup(optarg)) == NULL)
+				goto done;
+			c.conf.n_tls_sans++;
+			break;
+		case 'C':
+			free(c.conf.ca_cert);
+			c.conf.ca_cert = strdup(optarg);
+			break;
+		case 'K':
+			free(c.conf.ca_key);
+			c.conf.ca_key = strdup(optarg);
+			break;
+		case 'T':
+		case 'O':
+			if (weft_ca_parse_duration(optarg, ch == 'T' ?
+			    &c.conf.cert_ttl : &c.conf.ca_overlap) == -1) {
+				fprintf(stderr, "weft controller: --%s %s: "
+				    "expected a duration (60s, 15m, 24h, 2d)\n",
+				    ch == 'T' ? "cert-ttl" : "ca-overlap",
+				    optarg);
+				goto done;
+			}
+			break;
 		case 'n':
 			check = true;
 			break;
@@ -1042,6 +1694,24 @@ weft_controller_main(int argc, char **argv)
 		fprintf(stderr, "weft controller: --source %s: unsupported "
 		    "source (supported: dir:PATH)\n", source);
 		goto done;
+	}
+	if ((c.conf.ca_cert == NULL) != (c.conf.ca_key == NULL)) {
+		fprintf(stderr, "weft controller: --ca-cert and --ca-key go "
+		    "together\n");
+		goto done;
+	}
+	if (c.conf.ca_overlap == 0)
+		c.conf.ca_overlap = 2 * c.conf.cert_ttl;
+	for (i = 0; i < c.conf.n_tls_sans; i++) {
+		struct weft_ip ip;
+
+		if (weft_ip_parse(c.conf.tls_sans[i], &ip) == -1 &&
+		    !weft_name_is_dns_subdomain(c.conf.tls_sans[i])) {
+			fprintf(stderr, "weft controller: --tls-san %s: "
+			    "expected an IP address or a DNS name\n",
+			    c.conf.tls_sans[i]);
+			goto done;
+		}
 	}
 	if (c.conf.listen_addr == NULL)
 		c.conf.listen_addr = strdup("0.0.0.0");
@@ -1103,6 +1773,23 @@ weft_controller_main(int argc, char **argv)
 		log_warn("state directory %s", c.conf.state_dir);
 		goto done;
 	}
+	{
+		struct weft_ca_config cc;
+		char *err = NULL;
+
+		memset(&cc, 0, sizeof(cc));
+		cc.state_dir = c.conf.state_dir;
+		cc.trust_domain = c.conf.trust_domain;
+		cc.cert_file = c.conf.ca_cert;
+		cc.key_file = c.conf.ca_key;
+		cc.cert_ttl = c.conf.cert_ttl;
+		cc.overlap = c.conf.ca_overlap;
+		if ((c.ca = weft_ca_open(&cc, &err)) == NULL) {
+			log_warnx("CA: %s", err ? err : "out of memory");
+			free(err);
+			goto done;
+		}
+	}
 	c.generation = ctrl_generation_restore(&c);
 	if ((c.base = event_base_new()) == NULL) {
 		log_warnx("event_base_new failed");
@@ -1119,6 +1806,11 @@ weft_controller_main(int argc, char **argv)
 	}
 	if (ctrl_http_open(&c) == -1)
 		goto done;
+	if ((c.ca_timer = evtimer_new(c.base, ctrl_ca_tick, &c)) == NULL) {
+		log_warnx("cannot create the CA timer");
+		goto done;
+	}
+	ctrl_ca_schedule(&c);
 	sigint = evsignal_new(c.base, SIGINT, ctrl_signal, &c);
 	sigterm = evsignal_new(c.base, SIGTERM, ctrl_signal, &c);
 	if (sigint == NULL || sigterm == NULL || evsignal_add(sigint,

@@ -2,18 +2,23 @@
  *
  *   status        the controller's generation and every node's applied one
  *   wait          until every Node has applied the current generation
+ *   certs         the identities each node holds, serials and expiry
+ *   ca rotate     a new mesh CA root signs from now on
  *   check FILE... validate manifests offline, as the controller would
  *
  * The HTTP client is deliberately tiny and blocking (one request per
  * connection, Connection: close): ctl makes a handful of requests and
- * exits. */
+ * exits.  https:// URLs are verified against --ca-bundle (the controller's
+ * STATE-DIR/ca-bundle.pem), host name or IP address included. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <json-c/json.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "weft/controller.h"
 #include "weft/log.h"
@@ -34,6 +44,9 @@ struct ctl {
 	char		*host;		/* owned */
 	char		*port;		/* owned */
 	char		*token;		/* owned; NULL: none */
+	bool		 tls;		/* https:// */
+	const char	*ca_bundle;	/* borrowed; --ca-bundle */
+	SSL_CTX		*ssl_ctx;	/* owned; NULL until the first TLS use */
 };
 
 struct ctl_response {
@@ -57,13 +70,17 @@ ctl_parse_url(struct ctl *c, const char *url, char **err)
 {
 	const char *h, *end, *colon;
 
-	if (strncmp(url, "http://", 7) != 0) {
-		if (asprintf(err, "controller URL %s: only http:// is supported",
-		    url) == -1)
+	if (strncmp(url, "https://", 8) == 0) {
+		c->tls = true;
+		h = url + 8;
+	} else if (strncmp(url, "http://", 7) == 0)
+		h = url + 7;
+	else {
+		if (asprintf(err, "controller URL %s: expected http:// or "
+		    "https://", url) == -1)
 			*err = NULL;
 		return -1;
 	}
-	h = url + 7;
 	end = h + strcspn(h, "/");
 	if (*h == '[') {
 		const char *rb = memchr(h, ']', (size_t)(end - h));
@@ -79,13 +96,13 @@ ctl_parse_url(struct ctl *c, const char *url, char **err)
 	if (colon != NULL)
 		c->port = strndup(colon + 1, (size_t)(end - colon - 1));
 	else
-		c->port = strdup("80");
+		c->port = strdup(c->tls ? "443" : "80");
 	if (c->host == NULL || c->port == NULL || c->host[0] == '\0' ||
 	    c->port[0] == '\0')
 		goto bad;
 	return 0;
 bad:
-	if (asprintf(err, "controller URL %s: expected http://HOST:PORT",
+	if (asprintf(err, "controller URL %s: expected http[s]://HOST:PORT",
 	    url) == -1)
 		*err = NULL;
 	return -1;
@@ -166,57 +183,205 @@ ctl_connect(struct ctl *c, char **err)
 	return fd;
 }
 
-static int
-ctl_write_all(int fd, const char *buf, size_t len)
+/* One connection: a socket, and its TLS session for https://. */
+struct ctl_conn {
+	int		 fd;
+	SSL		*ssl;		/* owned; NULL: plain */
+};
+
+static void
+ctl_ssl_err(struct ctl *c, const char *what, char **err)
 {
-	struct pollfd pfd = { fd, POLLOUT, 0 };
+	unsigned long e = ERR_get_error();
+	char buf[256];
+
+	if (e != 0)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "%s", errno ? strerror(errno) :
+		    "connection closed");
+	if (asprintf(err, "%s:%s: %s: %s", c->host, c->port, what, buf) == -1)
+		*err = NULL;
+	ERR_clear_error();
+}
+
+/* TLS over the connected (blocking) socket: TLS 1.2+, the controller's
+ * certificate verified against the bundle and for the URL's host. */
+static int
+ctl_tls_start(struct ctl *c, struct ctl_conn *cn, char **err)
+{
+	X509_VERIFY_PARAM *vp;
+	unsigned char ab[16];
+	bool is_ip;
+	long vr;
+
+	if (c->ca_bundle == NULL || c->ca_bundle[0] == '\0') {
+		if (asprintf(err, "https:// needs --ca-bundle FILE (or "
+		    "WEFT_CA_BUNDLE): the controller's ca-bundle.pem") == -1)
+			*err = NULL;
+		return -1;
+	}
+	if (c->ssl_ctx == NULL) {
+		if ((c->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+		    SSL_CTX_set_min_proto_version(c->ssl_ctx,
+		    TLS1_2_VERSION) != 1) {
+			ctl_ssl_err(c, "TLS", err);
+			return -1;
+		}
+		if (SSL_CTX_load_verify_locations(c->ssl_ctx, c->ca_bundle,
+		    NULL) != 1) {
+			if (asprintf(err, "%s: cannot load the CA bundle",
+			    c->ca_bundle) == -1)
+				*err = NULL;
+			ERR_clear_error();
+			return -1;
+		}
+		SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_options(c->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	}
+	if ((cn->ssl = SSL_new(c->ssl_ctx)) == NULL ||
+	    SSL_set_fd(cn->ssl, cn->fd) != 1) {
+		ctl_ssl_err(c, "TLS", err);
+		return -1;
+	}
+	is_ip = inet_pton(AF_INET, c->host, ab) == 1 ||
+	    inet_pton(AF_INET6, c->host, ab) == 1;
+	vp = SSL_get0_param(cn->ssl);
+	if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, c->host) :
+	    X509_VERIFY_PARAM_set1_host(vp, c->host, 0)) != 1 ||
+	    (!is_ip && SSL_set_tlsext_host_name(cn->ssl, c->host) != 1)) {
+		ctl_ssl_err(c, "TLS", err);
+		return -1;
+	}
+	errno = 0;
+	if (SSL_connect(cn->ssl) != 1) {
+		if ((vr = SSL_get_verify_result(cn->ssl)) != X509_V_OK) {
+			if (asprintf(err, "%s:%s: TLS: controller certificate "
+			    "not trusted: %s (CA bundle %s)", c->host, c->port,
+			    X509_verify_cert_error_string(vr),
+			    c->ca_bundle) == -1)
+				*err = NULL;
+			ERR_clear_error();
+		} else
+			ctl_ssl_err(c, "TLS handshake", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+ctl_conn_close(struct ctl_conn *cn)
+{
+	if (cn->ssl != NULL) {
+		(void)SSL_shutdown(cn->ssl);
+		SSL_free(cn->ssl);
+		cn->ssl = NULL;
+	}
+	if (cn->fd != -1)
+		close(cn->fd);
+	cn->fd = -1;
+}
+
+static int
+ctl_write_all(struct ctl_conn *cn, const char *buf, size_t len)
+{
 	ssize_t r;
 
 	while (len > 0) {
-		r = send(fd, buf, len, MSG_NOSIGNAL);
-		if (r == -1 && errno == EAGAIN) {
-			if (poll(&pfd, 1, CTL_IO_TIMEOUT_MS) != 1) {
-				errno = ETIMEDOUT;
+		if (cn->ssl != NULL) {
+			int n = SSL_write(cn->ssl, buf, (int)len);
+
+			if (n <= 0) {
+				if (errno == 0)
+					errno = EPROTO;
 				return -1;
 			}
-			continue;
+			r = n;
+		} else {
+			r = send(cn->fd, buf, len, MSG_NOSIGNAL);
+			if (r == -1 && errno == EINTR)
+				continue;
+			if (r == -1 && errno == EAGAIN)
+				errno = ETIMEDOUT;
+			if (r == -1)
+				return -1;
 		}
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1)
-			return -1;
 		buf += r;
 		len -= (size_t)r;
 	}
 	return 0;
 }
 
-/* GET path; the whole response read until the server closes. */
-static int
-ctl_get(struct ctl *c, const char *path, struct ctl_response *resp,
-    char **err)
+/* Read into buf; 0 at EOF, -1 with errno. */
+static ssize_t
+ctl_read(struct ctl_conn *cn, char *buf, size_t len)
 {
-	struct pollfd pfd;
-	char *req = NULL, *buf = NULL, *nb, *hdr_end, *p;
+	ssize_t r;
+	int n, e;
+
+	if (cn->ssl == NULL) {
+		do
+			r = recv(cn->fd, buf, len, 0);
+		while (r == -1 && errno == EINTR);
+		if (r == -1 && errno == EAGAIN)
+			errno = ETIMEDOUT;
+		return r;
+	}
+	errno = 0;
+	if ((n = SSL_read(cn->ssl, buf, (int)len)) > 0)
+		return n;
+	e = SSL_get_error(cn->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	if (errno == EAGAIN || errno == 0)
+		errno = e == SSL_ERROR_SYSCALL && errno == 0 ? EPROTO :
+		    ETIMEDOUT;
+	return -1;
+}
+
+/* method path [body]; the whole response read until the server closes. */
+static int
+ctl_request(struct ctl *c, const char *method, const char *path,
+    const char *body, struct ctl_response *resp, char **err)
+{
+	struct ctl_conn cn = { -1, NULL };
+	struct timeval tv = { CTL_IO_TIMEOUT_MS / 1000, 0 };
+	char *req = NULL, *buf = NULL, *nb, *hdr_end, *p, clen[96];
 	size_t len = 0, cap = 0;
 	ssize_t r;
-	int fd, n;
+	int n, fl;
 
 	memset(resp, 0, sizeof(*resp));
 	*err = NULL;
-	if ((fd = ctl_connect(c, err)) == -1)
+	if ((cn.fd = ctl_connect(c, err)) == -1)
 		return -1;
-	n = asprintf(&req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\n"
-	    "User-Agent: weft-ctl/%s\r\n%s%s%sConnection: close\r\n\r\n",
-	    path, c->host, c->port, PACKAGE_VERSION,
+	/* blocking from here, bounded by socket timeouts: simpler with TLS */
+	if ((fl = fcntl(cn.fd, F_GETFL)) == -1 ||
+	    fcntl(cn.fd, F_SETFL, fl & ~O_NONBLOCK) == -1 ||
+	    setsockopt(cn.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
+	    setsockopt(cn.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
+		goto syserr;
+	if (c->tls && ctl_tls_start(c, &cn, err) == -1) {
+		ctl_conn_close(&cn);
+		return -1;
+	}
+	if (body != NULL)
+		snprintf(clen, sizeof(clen), "Content-Type: application/json\r\n"
+		    "Content-Length: %zu\r\n", strlen(body));
+	else
+		clen[0] = '\0';
+	n = asprintf(&req, "%s %s HTTP/1.1\r\nHost: %s:%s\r\n"
+	    "User-Agent: weft-ctl/%s\r\n%s%s%s%sConnection: close\r\n\r\n%s",
+	    method, path, c->host, c->port, PACKAGE_VERSION,
 	    c->token ? "Authorization: Bearer " : "", c->token ? c->token : "",
-	    c->token ? "\r\n" : "");
+	    c->token ? "\r\n" : "", clen, body ? body : "");
 	if (n == -1) {
 		req = NULL;
 		errno = ENOMEM;
 		goto syserr;
 	}
-	if (ctl_write_all(fd, req, (size_t)n) == -1)
+	if (ctl_write_all(&cn, req, (size_t)n) == -1)
 		goto syserr;
 	for (;;) {
 		if (cap - len < 4096) {
@@ -229,26 +394,13 @@ ctl_get(struct ctl *c, const char *path, struct ctl_response *resp,
 				goto syserr;
 			buf = nb;
 		}
-		r = recv(fd, buf + len, cap - len, 0);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1 && errno == EAGAIN) {
-			pfd.fd = fd;
-			pfd.events = POLLIN;
-			if (poll(&pfd, 1, CTL_IO_TIMEOUT_MS) != 1) {
-				errno = ETIMEDOUT;
-				goto syserr;
-			}
-			continue;
-		}
-		if (r == -1)
+		if ((r = ctl_read(&cn, buf + len, cap - len)) == -1)
 			goto syserr;
 		if (r == 0)
 			break;
 		len += (size_t)r;
 	}
-	close(fd);
-	fd = -1;
+	ctl_conn_close(&cn);
 	free(req);
 	if (buf == NULL)
 		goto bad;
@@ -266,8 +418,8 @@ ctl_get(struct ctl *c, const char *path, struct ctl_response *resp,
 	return 0;
 bad:
 	free(buf);
-	if (asprintf(err, "%s:%s: malformed HTTP response", c->host,
-	    c->port) == -1)
+	if (asprintf(err, "%s:%s: malformed HTTP response%s", c->host,
+	    c->port, c->tls ? "" : " (an https:// controller?)") == -1)
 		*err = NULL;
 	return -1;
 syserr:
@@ -276,9 +428,15 @@ syserr:
 		*err = NULL;
 	free(req);
 	free(buf);
-	if (fd != -1)
-		close(fd);
+	ctl_conn_close(&cn);
 	return -1;
+}
+
+static int
+ctl_get(struct ctl *c, const char *path, struct ctl_response *resp,
+    char **err)
+{
+	return ctl_request(c, "GET", path, NULL, resp, err);
 }
 
 /* GET /v1/status parsed.  Returns the root (caller puts) or NULL with *err. */
@@ -507,6 +665,157 @@ ctl_wait(struct ctl *c, int argc, char **argv)
 	return 1;
 }
 
+/* "1d2h", "23h59m", "4m10s"; negative: "expired". */
+static void
+ctl_left(int64_t secs, char *buf, size_t len)
+{
+	if (secs <= 0)
+		snprintf(buf, len, "expired");
+	else if (secs >= 86400)
+		snprintf(buf, len, "%" PRId64 "d%" PRId64 "h", secs / 86400,
+		    secs % 86400 / 3600);
+	else if (secs >= 3600)
+		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", secs / 3600,
+		    secs % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", secs / 60,
+		    secs % 60);
+}
+
+static time_t
+ctl_parse_time(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || (end = strptime(s, "%Y-%m-%dT%H:%M:%SZ",
+	    &tm)) == NULL || *end != '\0')
+		return 0;
+	return timegm(&tm);
+}
+
+static int
+ctl_certs(struct ctl *c, int argc, char **argv)
+{
+	struct json_object *root, *nodes, *n, *certs, *e, *ca, *roots, *r;
+	size_t i, k, rows = 0, wn = 4, wi = 8;
+	time_t now = time(NULL);
+	char left[32], *err;
+
+	if (argc > 1) {
+		fprintf(stderr, "usage: weft ctl certs\n");
+		return 2;
+	}
+	if ((root = ctl_status_get(c, &err)) == NULL) {
+		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
+		free(err);
+		return 1;
+	}
+	json_object_object_get_ex(root, "nodes", &nodes);
+	for (i = 0; i < json_object_array_length(nodes); i++) {
+		n = json_object_array_get_idx(nodes, i);
+		if (!json_object_object_get_ex(n, "certificates", &certs) ||
+		    !json_object_is_type(certs, json_type_array))
+			continue;
+		for (k = 0; k < json_object_array_length(certs); k++) {
+			const char *id = jstr(json_object_array_get_idx(certs,
+			    k), "spiffe_id");
+
+			if (jstr(n, "name") && strlen(jstr(n, "name")) > wn)
+				wn = strlen(jstr(n, "name"));
+			if (id != NULL && strlen(id) > wi)
+				wi = strlen(id);
+		}
+	}
+	printf("%-*s  %-*s  %-32s  %s\n", (int)wn, "NODE", (int)wi, "IDENTITY",
+	    "SERIAL", "EXPIRES");
+	for (i = 0; i < json_object_array_length(nodes); i++) {
+		n = json_object_array_get_idx(nodes, i);
+		if (!json_object_object_get_ex(n, "certificates", &certs) ||
+		    !json_object_is_type(certs, json_type_array))
+			continue;
+		for (k = 0; k < json_object_array_length(certs); k++) {
+			const char *na;
+
+			e = json_object_array_get_idx(certs, k);
+			na = jstr(e, "not_after");
+			ctl_left((int64_t)(ctl_parse_time(na) - now), left,
+			    sizeof(left));
+			printf("%-*s  %-*s  %-32s  %s (%s)\n", (int)wn,
+			    jstr(n, "name") ? jstr(n, "name") : "?", (int)wi,
+			    jstr(e, "spiffe_id") ? jstr(e, "spiffe_id") : "?",
+			    jstr(e, "serial") ? jstr(e, "serial") : "?",
+			    na ? na : "?", left);
+			rows++;
+		}
+	}
+	if (rows == 0)
+		printf("(no certificates issued)\n");
+	if (json_object_object_get_ex(root, "ca", &ca) &&
+	    json_object_object_get_ex(ca, "roots", &roots) &&
+	    json_object_is_type(roots, json_type_array)) {
+		printf("\nCA roots (trust bundle):\n");
+		for (i = 0; i < json_object_array_length(roots); i++) {
+			struct json_object *sg;
+
+			r = json_object_array_get_idx(roots, i);
+			printf("  %s  %s  until %s%s%s\n",
+			    jstr(r, "serial") ? jstr(r, "serial") : "?",
+			    jstr(r, "subject") ? jstr(r, "subject") : "?",
+			    jstr(r, "not_after") ? jstr(r, "not_after") : "?",
+			    json_object_object_get_ex(r, "signing", &sg) &&
+			    json_object_get_boolean(sg) ? "  (signing)" : "",
+			    jstr(r, "retire_at") ? "  retiring" : "");
+			if (jstr(r, "retire_at") != NULL) {
+				ctl_left((int64_t)(ctl_parse_time(jstr(r,
+				    "retire_at")) - now), left, sizeof(left));
+				printf("      leaves the bundle at %s (in %s)\n",
+				    jstr(r, "retire_at"), left);
+			}
+		}
+	}
+	json_object_put(root);
+	return 0;
+}
+
+static int
+ctl_ca(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_response resp;
+	struct json_object *o, *v;
+	char *err = NULL;
+	int rc = 1;
+
+	if (argc != 2 || strcmp(argv[1], "rotate") != 0) {
+		fprintf(stderr, "usage: weft ctl ca rotate\n");
+		return 2;
+	}
+	if (ctl_request(c, "POST", "/v1/ca/rotate", "{}", &resp,
+	    &err) == -1) {
+		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
+		free(err);
+		return 1;
+	}
+	o = json_tokener_parse(resp.body);
+	if (resp.status != 200)
+		fprintf(stderr, "weft ctl: controller answered %d: %s\n",
+		    resp.status, o != NULL && json_object_object_get_ex(o,
+		    "error", &v) ? json_object_get_string(v) : resp.body);
+	else {
+		printf("CA rotated: root %s signs from now on\n",
+		    o != NULL && jstr(o, "signing") ? jstr(o, "signing") : "?");
+		if (o != NULL && json_object_object_get_ex(o, "roots", &v))
+			printf("trust bundle: %zu root(s); `weft ctl certs` "
+			    "shows when the old one leaves\n",
+			    json_object_array_length(v));
+		rc = 0;
+	}
+	json_object_put(o);
+	free(resp.body);
+	return rc;
+}
+
 static int
 ctl_check(int argc, char **argv)
 {
@@ -545,11 +854,18 @@ ctl_usage(FILE *f)
 	    "                     env WEFT_CONTROLLER)\n"
 	    "  --token-file FILE  file holding an admin token (env\n"
 	    "                     WEFT_TOKEN_FILE)\n"
+	    "  --ca-bundle FILE   CA bundle verifying an https:// controller\n"
+	    "                     (its STATE-DIR/ca-bundle.pem; env\n"
+	    "                     WEFT_CA_BUNDLE)\n"
 	    "\n"
 	    "commands:\n"
 	    "  status                     generation and each node's applied one\n"
 	    "  wait [--timeout SECONDS]   until every node applied the current\n"
 	    "                             generation (exit 1 on timeout)\n"
+	    "  certs                      identities each node holds: serials,\n"
+	    "                             expiry; and the CA roots\n"
+	    "  ca rotate                  a new CA root signs from now on; the\n"
+	    "                             old one stays trusted for the overlap\n"
 	    "  check FILE...              validate manifests offline\n",
 	    WEFT_CONTROLLER_URL);
 }
@@ -560,6 +876,7 @@ weft_ctl_main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "controller",	required_argument, NULL, 'c' },
 		{ "token-file",	required_argument, NULL, 't' },
+		{ "ca-bundle",	required_argument, NULL, 'b' },
 		{ "help",	no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -572,6 +889,7 @@ weft_ctl_main(int argc, char **argv)
 	weft_log_init("weft-ctl", WEFT_LOG_WARN);
 	url = getenv("WEFT_CONTROLLER");
 	token_file = getenv("WEFT_TOKEN_FILE");
+	c.ca_bundle = getenv("WEFT_CA_BUNDLE");
 	if (url == NULL || url[0] == '\0')
 		url = WEFT_CONTROLLER_URL;
 	optind = 1;
@@ -583,6 +901,9 @@ weft_ctl_main(int argc, char **argv)
 			break;
 		case 't':
 			token_file = optarg;
+			break;
+		case 'b':
+			c.ca_bundle = optarg;
 			break;
 		case 'h':
 			ctl_usage(stdout);
@@ -601,7 +922,8 @@ weft_ctl_main(int argc, char **argv)
 	argv += optind;
 	if (strcmp(cmd, "check") == 0)
 		return ctl_check(argc, argv);
-	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "wait") != 0) {
+	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "wait") != 0 &&
+	    strcmp(cmd, "certs") != 0 && strcmp(cmd, "ca") != 0) {
 		fprintf(stderr, "weft ctl: unknown command '%s'\n\n", cmd);
 		ctl_usage(stderr);
 		return 2;
@@ -615,6 +937,10 @@ weft_ctl_main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "status") == 0)
 		rc = ctl_status(&c, argc, argv);
+	else if (strcmp(cmd, "certs") == 0)
+		rc = ctl_certs(&c, argc, argv);
+	else if (strcmp(cmd, "ca") == 0)
+		rc = ctl_ca(&c, argc, argv);
 	else
 		rc = ctl_wait(&c, argc, argv);
 done:
@@ -624,5 +950,6 @@ done:
 	if (c.token != NULL)
 		explicit_bzero(c.token, strlen(c.token));
 	free(c.token);
+	SSL_CTX_free(c.ssl_ctx);
 	return rc;
 }

@@ -40,12 +40,7 @@ int	weft_builder_add_sa(struct weft_builder *b, struct weft_model_sa *sa);
 int	weft_builder_add_other(struct weft_builder *b,
 	    struct weft_model_other *o);
 
-/* Free the contents of one object (not the struct itself). */
-void	weft_snap_node_clear(struct weft_snap_node *n);
-void	weft_snap_namespace_clear(struct weft_snap_namespace *ns);
-void	weft_snap_pod_clear(struct weft_snap_pod *p);
-void	weft_snap_service_clear(struct weft_snap_service *s);
-void	weft_labels_clear(struct weft_labels *l);
+/* weft_snap_*_clear() and weft_labels_clear() are in weft/snapshot.h. */
 
 /* Validate one document (a List is expanded) into b, reporting into errs.
  * Returns 0, or -1 on allocation failure. */

@@ -21,6 +21,7 @@
 
 #include <event2/event.h>
 
+#include "weft/certstore.h"
 #include "weft/gen.h"
 #include "weft/log.h"
 #include "weft/nft.h"
@@ -28,6 +29,7 @@
 #include "weft/proxy.h"
 #include "weft/snapshot.h"
 #include "node/client.h"
+#include "node/identity.h"
 
 #define NODE_DEFAULT_STATE_DIR	"/var/lib/weft"
 #define NODE_SNAPSHOT_FILE	"snapshot.json"
@@ -38,6 +40,7 @@ struct node {
 	struct weft_nft	*nft;
 	struct weft_proxy *proxy;
 	struct weft_client *client;
+	struct weft_identity *identity;
 	struct event	*ev_sigterm, *ev_sigint, *ev_monitor, *ev_check;
 	int		 monitor_fd;
 	const char	*node_name;
@@ -63,7 +66,10 @@ node_usage(FILE *f)
 	    "relay it through weft's proxy, and follow the controller's snapshots.\n"
 	    "\n"
 	    "  --node-name NAME         this node's name (Node object), or $NODE_NAME\n"
-	    "  --controller URL         controller API, e.g. http://10.0.0.1:15010\n"
+	    "  --controller URL         controller API, e.g. https://10.0.0.1:15010\n"
+	    "                           (or http:// without TLS)\n"
+	    "  --ca-bundle FILE         CA certificates (PEM) the controller's certificate\n"
+	    "                           must chain to; required for https://\n"
 	    "  --token-file FILE        bearer token that authenticates this node\n"
 	    "  --state-dir DIR          last snapshot is kept here (default %s)\n"
 	    "  --pod-cidr CIDR          capture this CIDR from the start, before the\n"
@@ -361,6 +367,10 @@ node_apply_snapshot(struct node *n, const char *json, size_t len,
 		return -1;
 	}
 	n->generation = gen;
+	/* Certificates follow the local pods; the generation stays current
+	 * (published above) for as long as this call. */
+	if (n->identity != NULL)
+		weft_identity_apply(n->identity, g);
 	if (persist && node_persist(n, json, len) == -1)
 		log_warn("cannot persist snapshot in %s", n->state_dir);
 	log_info("applied generation %llu", (unsigned long long)gen);
@@ -376,6 +386,15 @@ node_snapshot_cb(const char *json, size_t len, void *arg)
 		return -1;
 	weft_client_set_have(n->client, n->generation);
 	return 0;
+}
+
+/* The controller is back: certificate requests in backoff go now. */
+static void
+node_reachable_cb(void *arg)
+{
+	struct node *n = arg;
+
+	weft_identity_kick(n->identity);
 }
 
 static void
@@ -466,11 +485,12 @@ weft_node_main(int argc, char **argv)
 {
 	enum { OPT_NODE_NAME = 256, OPT_CONTROLLER, OPT_TOKEN_FILE,
 	    OPT_STATE_DIR, OPT_POD_CIDR, OPT_IFACE_PREFIX, OPT_WORKERS,
-	    OPT_POLL_TIMEOUT, OPT_LOG_LEVEL, OPT_CLEANUP };
+	    OPT_POLL_TIMEOUT, OPT_LOG_LEVEL, OPT_CLEANUP, OPT_CA_BUNDLE };
 	static const struct option opts[] = {
 		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
 		{ "controller", required_argument, NULL, OPT_CONTROLLER },
 		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "ca-bundle", required_argument, NULL, OPT_CA_BUNDLE },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "pod-cidr", required_argument, NULL, OPT_POD_CIDR },
 		{ "pod-iface-prefix", required_argument, NULL, OPT_IFACE_PREFIX },
@@ -483,7 +503,7 @@ weft_node_main(int argc, char **argv)
 	};
 	struct node n;
 	struct weft_proxy_config pcfg;
-	const char *controller = NULL, *token_file = NULL;
+	const char *controller = NULL, *token_file = NULL, *ca_bundle = NULL;
 	char *token = NULL, *err = NULL, *json, path[4096];
 	enum weft_log_level level = WEFT_LOG_INFO;
 	bool cleanup = false;
@@ -506,6 +526,9 @@ weft_node_main(int argc, char **argv)
 			break;
 		case OPT_TOKEN_FILE:
 			token_file = optarg;
+			break;
+		case OPT_CA_BUNDLE:
+			ca_bundle = optarg;
 			break;
 		case OPT_STATE_DIR:
 			n.state_dir = optarg;
@@ -597,6 +620,22 @@ weft_node_main(int argc, char **argv)
 		goto out;
 	}
 
+	/* The controller client and the identity manager exist before any
+	 * snapshot is applied (the restored one included) so that identities
+	 * are requested as soon as the loop runs; nothing is sent before. */
+	if ((n.client = weft_client_new(n.base, controller, ca_bundle,
+	    n.node_name, token, poll_timeout, node_snapshot_cb, &n,
+	    &err)) == NULL) {
+		log_warnx("%s", err ? err : "?");
+		goto out;
+	}
+	explicit_bzero(token, strlen(token));
+	if ((n.identity = weft_identity_new(n.base, n.client, n.state_dir)) == NULL) {
+		log_warnx("identity manager: out of memory");
+		goto out;
+	}
+	weft_client_on_reachable(n.client, node_reachable_cb, &n);
+
 	/* 1. Listeners first: whatever the table captures finds us. */
 	memset(&pcfg, 0, sizeof(pcfg));
 	pcfg.workers = workers;
@@ -644,11 +683,6 @@ weft_node_main(int argc, char **argv)
 	n.ev_check = evtimer_new(n.base, node_check_cb, &n);
 
 	/* 4. Follow the controller. */
-	if ((n.client = weft_client_new(n.base, controller, n.node_name, token,
-	    poll_timeout, node_snapshot_cb, &n, &err)) == NULL) {
-		log_warnx("%s", err ? err : "?");
-		goto out;
-	}
 	weft_client_set_have(n.client, 0);
 	weft_client_start(n.client);
 
@@ -662,9 +696,11 @@ weft_node_main(int argc, char **argv)
 out:
 	free(err);
 	free(token);
+	weft_identity_free(n.identity);
 	weft_client_free(n.client);
 	if (n.proxy != NULL)
 		weft_proxy_stop(n.proxy);
+	weft_certstore_clear();
 	if (n.ev_sigterm != NULL)
 		event_free(n.ev_sigterm);
 	if (n.ev_sigint != NULL)

@@ -35,6 +35,7 @@
 #include "weft/gen.h"
 #include "weft/ip.h"
 #include "weft/log.h"
+#include "weft/tunnel.h"
 #include "proxy/proxy-int.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -98,6 +99,7 @@ struct weft_conn {
 	bool		 cn_held;		/* was parked at least once */
 	bool		 cn_relayed;		/* reached RELAY */
 	bool		 cn_drain_expired;	/* flush gave up: bytes lost */
+	bool		 cn_hold_nocert;	/* held for a tunnel certificate */
 };
 
 /* The counters have one writer (the worker thread): a relaxed load and
@@ -145,6 +147,8 @@ weft_conn_dir_name(enum weft_conn_dir d)
 		return "inbound";
 	case WEFT_DIR_RELAY:
 		return "relay";
+	case WEFT_DIR_TUNNEL:
+		return "tunnel-in";
 	}
 	return "?";
 }
@@ -196,6 +200,16 @@ weft_conn_stats_read(const struct weft_conn_stats *s,
 	out->bytes_received = atomic_load_explicit(&s->cs_bytes_received,
 	    memory_order_relaxed);
 	out->held = atomic_load_explicit(&s->cs_held, memory_order_relaxed);
+#define LD(f) atomic_load_explicit(&s->f, memory_order_relaxed)
+	out->tun_dialed = LD(cs_tun_dialed);
+	out->tun_accepted = LD(cs_tun_accepted);
+	out->tun_resumed = LD(cs_tun_resumed);
+	out->tun_streams = LD(cs_tun_streams);
+	out->tun_refused_handshake = LD(cs_tun_refused_handshake);
+	out->tun_refused_identity = LD(cs_tun_refused_identity);
+	out->tun_refused_no_cert = LD(cs_tun_refused_no_cert);
+	out->tun_denied_streams = LD(cs_tun_denied_streams);
+#undef LD
 }
 
 void
@@ -218,6 +232,8 @@ weft_conn_ctx_shutdown(struct weft_conn_ctx *cx)
 
 	while ((c = TAILQ_FIRST(&cx->cx_conns)) != NULL)
 		weft_conn_close(c, WEFT_CLOSE_SHUTDOWN);
+	if (cx->cx_tunnel != NULL)
+		weft_tunnel_shutdown(cx->cx_tunnel);
 }
 
 const char *
@@ -854,11 +870,50 @@ conn_hold(struct weft_conn *c, const char *why)
 	left = (long)(c->cn_hold_deadline.tv_sec - now.tv_sec) * 1000L +
 	    (c->cn_hold_deadline.tv_nsec - now.tv_nsec) / 1000000L;
 	if (left <= 0) {
+		if (c->cn_hold_nocert)
+			STAT_ADD(cx->cx_stats.cs_tun_refused_no_cert, 1);
 		weft_conn_close(c, WEFT_CLOSE_HELD_TIMEOUT);
 		return;
 	}
 	conn_timer_arm(c, left < cx->cx_cfg.rc_hold_poll_ms ? (int)left :
 	    cx->cx_cfg.rc_hold_poll_ms);
+}
+
+/* Hand the accepted socket to the tunnel (which logs and counts its close)
+ * and free c without a line of its own. */
+static void
+conn_to_tunnel(struct weft_conn *c, const struct weft_decision *d)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct weft_half *h = &c->cn_down;
+	struct evbuffer *pending;
+	bool rd_eof;
+	int fd;
+
+	if ((pending = evbuffer_new()) == NULL) {
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
+	rd_eof = half_rd_done(h);
+	fd = bufferevent_getfd(h->h_bev);
+	if (h->h_rev != NULL) {
+		event_free(h->h_rev);
+		h->h_rev = NULL;
+		h->h_reading = false;
+	}
+	/* Keep the fd open through the free. */
+	bufferevent_setfd(h->h_bev, -1);
+	bufferevent_free(h->h_bev);
+	h->h_bev = NULL;
+	evtimer_del(c->cn_timer);
+	weft_tunnel_outbound(cx->cx_tunnel, fd, pending, rd_eof, c->cn_id,
+	    &c->cn_src, &c->cn_dst, d, &c->cn_start);
+	evbuffer_free(pending);
+	event_free(c->cn_timer);
+	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns--;
+	free(c);
 }
 
 static void
@@ -891,6 +946,21 @@ conn_decide(struct weft_conn *c)
 		return;
 	case WEFT_VERDICT_CONNECT:
 		conn_connect(c, &d);
+		return;
+	case WEFT_VERDICT_TUNNEL:
+		if (cx->cx_tunnel == NULL) {
+			weft_conn_close(c, WEFT_CLOSE_ERROR);
+			return;
+		}
+		if (!weft_tunnel_can_dial(cx->cx_tunnel, d.d_src_id)) {
+			/* Never in the clear: wait for the certificate. */
+			c->cn_hold_nocert = true;
+			snprintf(c->cn_route, sizeof(c->cn_route),
+			    "hold: no certificate for %.120s", d.d_src_id);
+			conn_hold(c, c->cn_route);
+			return;
+		}
+		conn_to_tunnel(c, &d);
 		return;
 	}
 }
@@ -927,6 +997,13 @@ weft_conn_accept(struct weft_conn_ctx *cx, int fd, enum weft_conn_dir dir,
 	struct weft_conn *c;
 	socklen_t len;
 
+	if (dir == WEFT_DIR_TUNNEL) {
+		if (cx->cx_tunnel == NULL) {
+			close(fd);
+			return -1;
+		}
+		return weft_tunnel_accept(cx->cx_tunnel, fd);
+	}
 	if ((c = conn_alloc(cx, dir)) == NULL) {
 		log_warn("%s: connection", __func__);
 		close(fd);

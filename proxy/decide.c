@@ -26,6 +26,8 @@ weft_verdict_name(enum weft_verdict v)
 		return "hold";
 	case WEFT_VERDICT_REFUSE:
 		return "refuse";
+	case WEFT_VERDICT_TUNNEL:
+		return "tunnel";
 	}
 	return "?";
 }
@@ -80,10 +82,45 @@ decide_is_guard_port(const struct weft_relay_config *rc, uint16_t port,
 	return false;
 }
 
+/* A meshed pod on another node, from a meshed pod of ours, when the mesh has
+ * a CA (the snapshot carries a trust bundle) and the tunnel is on: turn the
+ * CONNECT decision in *d into TUNNEL.  Never falls back: without a
+ * certificate the connection waits (conn.c), it is not sent in the clear. */
+static void
+decide_tunnel(const struct weft_gen *g, const struct weft_ip *sip,
+    const struct weft_snap_pod *dpod, uint16_t dport,
+    const struct weft_relay_config *rc, struct weft_decision *d)
+{
+	const struct weft_snapshot *snap = weft_gen_snapshot(g);
+	const struct weft_snap_pod *spod;
+
+	if (rc->rc_tunnel_port == 0 || snap->trust_bundle == NULL ||
+	    snap->trust_domain == NULL || dpod == NULL || !dpod->meshed ||
+	    dpod->node == NULL || weft_gen_pod_is_local(g, dpod))
+		return;
+	if ((spod = weft_gen_pod_by_ip(g, sip)) == NULL || !spod->meshed ||
+	    !weft_gen_pod_is_local(g, spod))
+		return;
+	if (weft_spiffe_format(snap->trust_domain, spod->namespace,
+	    spod->service_account, d->d_src_id, sizeof(d->d_src_id)) == NULL ||
+	    weft_spiffe_format(snap->trust_domain, dpod->namespace,
+	    dpod->service_account, d->d_dst_id, sizeof(d->d_dst_id)) == NULL) {
+		decide_refuse(d, WEFT_CLOSE_ERROR, "identity does not fit");
+		return;
+	}
+	d->d_verdict = WEFT_VERDICT_TUNNEL;
+	weft_ip_to_sockaddr(&dpod->ip, dport, &d->d_upstream,
+	    &d->d_upstream_len);
+	weft_ip_to_sockaddr(&dpod->ip, rc->rc_tunnel_port, &d->d_tunnel,
+	    &d->d_tunnel_len);
+	d->d_transparent = false;
+	snprintf(d->d_node, sizeof(d->d_node), "%s", dpod->node);
+}
+
 /* A service VIP: choose an endpoint.  Returns false if dst is not a VIP. */
 static bool
-decide_service(const struct weft_gen *g, const struct weft_ip *ip,
-    uint16_t port, const struct weft_relay_config *rc,
+decide_service(const struct weft_gen *g, const struct weft_ip *sip,
+    const struct weft_ip *ip, uint16_t port, const struct weft_relay_config *rc,
     struct weft_decision *d)
 {
 	const struct weft_snap_service *svc;
@@ -117,6 +154,7 @@ decide_service(const struct weft_gen *g, const struct weft_ip *ip,
 	decide_connect(d, &pick.pod->ip, pick.port, rc->rc_transparent);
 	snprintf(d->d_route, sizeof(d->d_route), "svc %s/%s -> pod %s/%s",
 	    svc->namespace, svc->name, pick.pod->namespace, pick.pod->name);
+	decide_tunnel(g, sip, pick.pod, pick.port, rc, d);
 	return true;
 }
 
@@ -152,12 +190,13 @@ weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
 
 	switch (dir) {
 	case WEFT_DIR_OUTBOUND:
-		if (decide_service(g, &dip, dport, rc, d))
+		if (decide_service(g, &sip, &dip, dport, rc, d))
 			return;
 		if (pod != NULL) {
 			decide_connect(d, &dip, dport, rc->rc_transparent);
 			snprintf(d->d_route, sizeof(d->d_route), "pod %s/%s",
 			    pod->namespace, pod->name);
+			decide_tunnel(g, &sip, pod, dport, rc, d);
 			return;
 		}
 		if (weft_gen_in_local_cidrs(g, &dip)) {
@@ -183,6 +222,7 @@ weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
 		    "inbound to a non-pod address");
 		return;
 	case WEFT_DIR_RELAY:
+	case WEFT_DIR_TUNNEL:
 		break;
 	}
 	decide_refuse(d, WEFT_CLOSE_ERROR, "no decision for this direction");

@@ -10,6 +10,7 @@
 
 #include "weft/conn.h"
 #include "weft/gen.h"
+#include "weft/spiffe.h"
 
 /* --- decide.c ------------------------------------------------------------ */
 
@@ -17,6 +18,8 @@ enum weft_verdict {
 	WEFT_VERDICT_CONNECT = 0,	/* connect to d_upstream */
 	WEFT_VERDICT_HOLD,		/* park; ask again later */
 	WEFT_VERDICT_REFUSE,		/* reset, with d_reason */
+	WEFT_VERDICT_TUNNEL,		/* CONNECT stream to d_upstream over
+					 * mTLS to d_tunnel (tunnel.c) */
 };
 
 const char *weft_verdict_name(enum weft_verdict v);
@@ -30,6 +33,12 @@ struct weft_decision {
 	char		 d_route[160];		/* for logs: "svc default/web ->
 						 * pod default/web-1", "pod ...",
 						 * "passthrough", "hold: ..." */
+	/* TUNNEL: identities, the destination's node, where to dial. */
+	char		 d_src_id[WEFT_SPIFFE_MAX];
+	char		 d_dst_id[WEFT_SPIFFE_MAX];
+	char		 d_node[256];
+	struct sockaddr_storage d_tunnel;	/* <dst pod ip>:rc_tunnel_port */
+	socklen_t	 d_tunnel_len;
 };
 
 /* Decide where a captured connection goes.  g may be NULL (no generation
@@ -44,6 +53,22 @@ void	weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
 /* The load-balancing choice among n > 0 endpoints: an index < n.  Random
  * for now; the balancer replaces this one function. */
 size_t	weft_decide_pick_endpoint(const struct weft_endpoint *eps, size_t n);
+
+/* --- tunnel.c ------------------------------------------------------------ */
+
+struct evbuffer;
+struct timespec;
+struct weft_tunnel;
+
+/* Client side: take over an outbound connection decided TUNNEL (fd taken,
+ * closed on failure; pending: bytes already read from it, drained; rd_eof:
+ * the app already sent FIN).  id, src, dst, start: the connection's, for
+ * its log line.  The stream counts its own close in cx's counters. */
+void	weft_tunnel_outbound(struct weft_tunnel *tn, int fd,
+	    struct evbuffer *pending, bool rd_eof, const char *id,
+	    const struct sockaddr_storage *src,
+	    const struct sockaddr_storage *dst, const struct weft_decision *d,
+	    const struct timespec *start);
 
 /* --- listener.c ---------------------------------------------------------- */
 

@@ -22,9 +22,10 @@
 #include "weft/ip.h"
 #include "weft/log.h"
 #include "weft/proxy.h"
+#include "weft/tunnel.h"
 #include "proxy/proxy-int.h"
 
-#define WORKER_LISTENERS_MAX	4	/* {outbound, inbound} x {v4, v6} */
+#define WORKER_LISTENERS_MAX	6	/* {outbound, inbound, tunnel} x {v4, v6} */
 
 struct weft_worker {
 	struct weft_proxy *w_proxy;		/* back pointer */
@@ -54,6 +55,21 @@ worker_evthread_init(void)
 	worker_evthread_ok = evthread_use_pthreads() == 0;
 }
 
+/* The end of a worker: what is still open is closed, the loop returns. */
+static void
+worker_finish(void *arg)
+{
+	struct weft_worker *w = arg;
+
+	if (w->w_ctx.cx_nconns > 0)
+		log_info("worker %d: closing %zu connections", w->w_index,
+		    w->w_ctx.cx_nconns);
+	weft_conn_ctx_shutdown(&w->w_ctx);
+	event_base_loopbreak(w->w_base);
+}
+
+/* Stop accepting; tunnel peers are told (GOAWAY) and open streams get a
+ * short while to finish (weft_tunnel_drain) before everything closes. */
 static void
 worker_stopcb(evutil_socket_t fd, short what, void *arg)
 {
@@ -64,11 +80,10 @@ worker_stopcb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (i = 0; i < w->w_nlisteners; i++)
 		weft_listener_close(&w->w_listeners[i]);
-	if (w->w_ctx.cx_nconns > 0)
-		log_info("worker %d: closing %zu connections", w->w_index,
-		    w->w_ctx.cx_nconns);
-	weft_conn_ctx_shutdown(&w->w_ctx);
-	event_base_loopbreak(w->w_base);
+	if (w->w_ctx.cx_tunnel != NULL)
+		weft_tunnel_drain(w->w_ctx.cx_tunnel, worker_finish, w);
+	else
+		worker_finish(w);
 }
 
 static void *
@@ -113,6 +128,8 @@ worker_free(struct weft_worker *w)
 	w->w_nlisteners = 0;
 	if (w->w_base != NULL)
 		weft_conn_ctx_shutdown(&w->w_ctx);
+	if (w->w_ctx.cx_tunnel != NULL)
+		weft_tunnel_free(w->w_ctx.cx_tunnel);
 	if (w->w_stop != NULL) {
 		event_free(w->w_stop);
 		w->w_stop = NULL;
@@ -141,6 +158,7 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 {
 	struct weft_proxy *p;
 	struct weft_relay_config rc;
+	struct weft_tunnel_config tcfg;
 	sigset_t all, old;
 	bool ipv6 = opts->po_ipv6;
 	const char *v4 = opts->po_listen_v4 ? opts->po_listen_v4 : "0.0.0.0";
@@ -162,6 +180,8 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 		p->p_cfg.outbound_port = WEFT_PORT_OUTBOUND;
 	if (p->p_cfg.inbound_port == 0)
 		p->p_cfg.inbound_port = WEFT_PORT_INBOUND;
+	if (p->p_cfg.tunnel_port == 0)
+		p->p_cfg.tunnel_port = WEFT_PORT_TUNNEL;
 	if (p->p_cfg.workers <= 0) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		p->p_cfg.workers = ncpu > 0 ? (int)ncpu : 1;
@@ -178,7 +198,8 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 	rc.rc_transparent = opts->po_transparent;
 	rc.rc_guard_ports[rc.rc_n_guard_ports++] = p->p_cfg.outbound_port;
 	rc.rc_guard_ports[rc.rc_n_guard_ports++] = p->p_cfg.inbound_port;
-	rc.rc_guard_ports[rc.rc_n_guard_ports++] = WEFT_PORT_TUNNEL;
+	rc.rc_guard_ports[rc.rc_n_guard_ports++] = p->p_cfg.tunnel_port;
+	rc.rc_tunnel_port = p->p_cfg.tunnel_port;
 	rc.rc_guard_ports[rc.rc_n_guard_ports++] = WEFT_PORT_ADMIN;
 	if (rc.rc_own_mark == 0)
 		log_warnx("proxy: no own_mark: upstream connections may be "
@@ -204,6 +225,12 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 			goto fail;
 		}
 		weft_conn_ctx_init(&w->w_ctx, w->w_base, i, &rc);
+		weft_tunnel_config_defaults(&tcfg);
+		tcfg.tu_port = p->p_cfg.tunnel_port;
+		if (weft_tunnel_new(&w->w_ctx, &tcfg) == NULL) {
+			log_warnx("worker %d: tunnel", i);
+			goto fail;
+		}
 		if (worker_listen(w, WEFT_DIR_OUTBOUND, AF_INET, v4,
 		    p->p_cfg.outbound_port, opts->po_transparent) == -1) {
 			log_warn("proxy: listen on %s:%u", v4,
@@ -216,10 +243,18 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 			    p->p_cfg.inbound_port);
 			goto fail;
 		}
+		if (worker_listen(w, WEFT_DIR_TUNNEL, AF_INET, v4,
+		    p->p_cfg.tunnel_port, opts->po_transparent) == -1) {
+			log_warn("proxy: listen on %s:%u", v4,
+			    p->p_cfg.tunnel_port);
+			goto fail;
+		}
 		if (ipv6 && (worker_listen(w, WEFT_DIR_OUTBOUND, AF_INET6,
 		    "::", p->p_cfg.outbound_port, opts->po_transparent) == -1 ||
 		    worker_listen(w, WEFT_DIR_INBOUND, AF_INET6, "::",
-		    p->p_cfg.inbound_port, opts->po_transparent) == -1)) {
+		    p->p_cfg.inbound_port, opts->po_transparent) == -1 ||
+		    worker_listen(w, WEFT_DIR_TUNNEL, AF_INET6, "::",
+		    p->p_cfg.tunnel_port, opts->po_transparent) == -1)) {
 			/* Optional: a v4-only node has no [::]. */
 			log_warn("proxy: IPv6 listeners unavailable, IPv4 only");
 			if (i > 0) {
@@ -227,7 +262,7 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 				    "only", i);
 				goto fail;
 			}
-			while (w->w_nlisteners > 2)
+			while (w->w_nlisteners > 3)
 				weft_listener_close(
 				    &w->w_listeners[--w->w_nlisteners]);
 			ipv6 = false;
@@ -251,8 +286,9 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 		w->w_running = true;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	log_info("proxy: %d workers, outbound :%u, inbound :%u%s%s",
+	log_info("proxy: %d workers, outbound :%u, inbound :%u, tunnel :%u%s%s",
 	    p->p_nworkers, p->p_cfg.outbound_port, p->p_cfg.inbound_port,
+	    p->p_cfg.tunnel_port,
 	    ipv6 ? ", IPv4+IPv6" : ", IPv4", opts->po_transparent ?
 	    ", transparent" : "");
 	*out = p;

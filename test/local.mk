@@ -12,6 +12,7 @@ EXTRA_DIST += test/integration/run test/integration/lib.sh \
 	test/integration/t-halfclose.sh test/integration/t-bulk.sh \
 	test/integration/t-failclosed.sh test/integration/t-golden-nft.sh \
 	test/integration/t-resilience.sh test/integration/t-antispoof.sh \
+	test/integration/t-identity.sh test/integration/t-tunnel.sh \
 	test/integration/golden
 
 # The lab is installed too (DESIGN §9).

@@ -26,6 +26,8 @@ enum weft_conn_dir {
 	WEFT_DIR_OUTBOUND = 0,		/* :15001, TCP from a local pod */
 	WEFT_DIR_INBOUND,		/* :15006, plaintext TCP to a local pod */
 	WEFT_DIR_RELAY,		/* two given sockets, no decision (tests) */
+	WEFT_DIR_TUNNEL,		/* :15008, mTLS + HTTP/2 CONNECT from
+					 * another node (proxy/tunnel.c) */
 };
 
 /* Why a connection ended; one per connection, in its log line and counters. */
@@ -67,6 +69,9 @@ struct weft_relay_config {
 	 * connection to one of them would loop (feasibility §3). */
 	uint16_t	 rc_guard_ports[WEFT_GUARD_PORTS_MAX];
 	size_t		 rc_n_guard_ports;
+	/* The mTLS tunnel (proxy/tunnel.c): port of the peers' tunnel
+	 * listener; 0 = no tunnel, cross-node traffic stays plaintext. */
+	uint16_t	 rc_tunnel_port;
 };
 
 void	weft_relay_config_defaults(struct weft_relay_config *rc);
@@ -80,6 +85,18 @@ struct weft_conn_stats {
 	_Atomic uint64_t cs_bytes_sent;		/* downstream -> upstream */
 	_Atomic uint64_t cs_bytes_received;	/* upstream -> downstream */
 	_Atomic uint64_t cs_held;		/* connections that were parked */
+	/* The tunnel (proxy/tunnel.c). */
+	_Atomic uint64_t cs_tun_dialed;		/* client TLS connections opened */
+	_Atomic uint64_t cs_tun_accepted;	/* server handshakes completed */
+	_Atomic uint64_t cs_tun_resumed;	/* handshakes that resumed */
+	_Atomic uint64_t cs_tun_streams;	/* CONNECT streams, both sides */
+	_Atomic uint64_t cs_tun_refused_handshake;	/* plaintext, garbage,
+						 * another CA, expired, no
+						 * client cert, no ALPN h2 */
+	_Atomic uint64_t cs_tun_refused_identity;	/* peer SPIFFE ID wrong */
+	_Atomic uint64_t cs_tun_refused_no_cert;	/* no local meshed pod or
+						 * no certificate for it */
+	_Atomic uint64_t cs_tun_denied_streams;	/* CONNECT answered != 200 */
 };
 
 /* A plain copy of the counters. */
@@ -89,6 +106,14 @@ struct weft_conn_stats_view {
 	uint64_t	 bytes_sent;
 	uint64_t	 bytes_received;
 	uint64_t	 held;
+	uint64_t	 tun_dialed;
+	uint64_t	 tun_accepted;
+	uint64_t	 tun_resumed;
+	uint64_t	 tun_streams;
+	uint64_t	 tun_refused_handshake;
+	uint64_t	 tun_refused_identity;
+	uint64_t	 tun_refused_no_cert;
+	uint64_t	 tun_denied_streams;
 };
 
 void	weft_conn_stats_read(const struct weft_conn_stats *s,
@@ -123,6 +148,9 @@ struct weft_conn_ctx {
 	 * getsockname() (no TPROXY without root).  Borrowed; NULL normally. */
 	const struct sockaddr_storage *cx_fake_dst;
 	bool		 cx_warned_transparent;	/* logged the first failure */
+	/* The worker's tunnel (client pool and :15008 server), or NULL:
+	 * then WEFT_DIR_TUNNEL is refused and nothing is tunnelled. */
+	struct weft_tunnel *cx_tunnel;
 };
 
 /* Initialise a context on base (borrowed) with a copy of rc. */

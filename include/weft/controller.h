@@ -1,6 +1,8 @@
 /* The controller (`weft controller`), its sources and `weft ctl`.
  *
- * Control protocol (DESIGN §6), plain HTTP/1.1 + JSON for now:
+ * Control protocol (DESIGN §6), HTTP/1.1 + JSON over TLS 1.3 (plain HTTP
+ * with --plaintext); the server certificate comes from the mesh CA
+ * (weft/ca.h), clients verify it with STATE-DIR/ca-bundle.pem:
  *   GET /v1/nodes/<name>/snapshot?have=<gen>   Bearer token of node/<name>
  *       or admin.  200 + snapshot JSON + X-Weft-Generation when the
  *       controller's generation differs from have (or have is 0/absent),
@@ -8,6 +10,19 @@
  *       have is recorded as the node's applied generation.
  *   GET /v1/status    admin token: {"generation":G,"nodes":[{"name",
  *       "applied","last_seen","known"}],"errors":[...]}
+ *       Also "held", "tls", "ca":{"signing","roots":[{"serial","subject",
+ *       "not_after","retire_at","signing"}]} and per node "certificates":
+ *       [{"spiffe_id","serial","not_after"}] (newest per identity).
+ *   POST /v1/certificates   node token (or admin + "node"):
+ *       {"csr":PEM,"spiffeId":ID[,"node":N]} -> 200 {"certificate","chain",
+ *       "trustBundle","serial","notAfter"}; 400 malformed CSR/ID/body or
+ *       other trust domain; 403 when no pod with that namespace and
+ *       service account is scheduled on the node.
+ *   POST /v1/ca/rotate   admin token: a new root signs; the old one stays
+ *       in the bundle for --ca-overlap.  200 {"signing","roots"}; 409 when
+ *       the CA came from --ca-cert/--ca-key.
+ *   The snapshot carries "trustBundle" (every root, PEM); a bundle change
+ *   is a new generation.
  *   GET /healthz      "ok", no token. */
 #ifndef WEFT_CONTROLLER_H
 #define WEFT_CONTROLLER_H

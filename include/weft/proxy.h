@@ -27,6 +27,12 @@ struct weft_proxy_config {
 	int		 workers;		/* threads; 0 = one per core */
 	uint16_t	 outbound_port;		/* WEFT_PORT_OUTBOUND */
 	uint16_t	 inbound_port;		/* WEFT_PORT_INBOUND */
+	uint16_t	 tunnel_port;		/* mTLS tunnel listener, and the
+						 * port dialled on other nodes'
+						 * pods; 0 = WEFT_PORT_TUNNEL.
+						 * Outbound traffic uses the
+						 * tunnel only once the snapshot
+						 * carries a trust bundle. */
 	uint32_t	 own_mark;		/* WEFT_MARK_OWN */
 	size_t		 buffer_high;		/* per direction, bytes; 0 = default */
 	int		 connect_timeout_ms;	/* 0 = default */

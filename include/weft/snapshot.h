@@ -95,6 +95,9 @@ struct weft_snapshot {
 	uint64_t	 generation;
 	char		*node_name;		/* the node it is for */
 	char		*trust_domain;		/* "cluster.local" */
+	char		*trust_bundle;		/* PEM, every mesh CA root; may
+						 * be NULL (a controller
+						 * without a CA) */
 	struct weft_snap_node *nodes;
 	size_t		 n_nodes;
 	struct weft_snap_namespace *namespaces;
@@ -107,6 +110,12 @@ struct weft_snapshot {
 
 /* Free a snapshot and everything it owns; NULL is fine. */
 void	weft_snapshot_free(struct weft_snapshot *s);
+/* Free what one object owns (not the struct itself) and zero it. */
+void	weft_labels_clear(struct weft_labels *l);
+void	weft_snap_node_clear(struct weft_snap_node *n);
+void	weft_snap_namespace_clear(struct weft_snap_namespace *ns);
+void	weft_snap_pod_clear(struct weft_snap_pod *p);
+void	weft_snap_service_clear(struct weft_snap_service *s);
 
 /* Encode to a JSON string (returned, caller frees) in a stable order, so the
  * same snapshot always encodes to the same bytes.  NULL on allocation failure. */

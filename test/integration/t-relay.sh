@@ -1,8 +1,9 @@
 #!/bin/bash
 # TCP and HTTP between pods, on one node and across nodes, go through the
 # node daemons (TPROXY): the source node logs a `conn ... outbound SRC -> DST`
-# line per closed connection (across nodes the destination node logs the
-# `inbound` one), the capture rule's counter moves, and the server
+# line per closed connection (across nodes the connection rides the mTLS
+# tunnel and the destination node logs a `tunnel-in` line naming the caller's
+# SPIFFE ID), the capture rule's counter moves, and the server
 # sees the original destination (its own pod IP:port) and the client pod's
 # address as peer.  A request by service name (api.shop) reaches an api pod.
 #
@@ -41,9 +42,10 @@ check_http() {
 	# One line per closed connection, e.g.
 	# conn w0-7 outbound 10.244.1.12:43512 -> 10.244.2.10:8080 ... reason=eof
 	wait_for -t 10 log_has "$(node_log_file node-1)" "conn .*outbound ${sip//./\\.}:[0-9]+ -> ${dip//./\\.}:8080"
-	# Across nodes the destination's daemon relays it in as well.
+	# Across nodes it rides the tunnel: the destination's daemon takes the
+	# stream in from the caller's identity.
 	[[ $dnode == node-1 ]] ||
-		wait_for -t 10 log_has "$(node_log_file "$dnode")" "conn .*inbound ${sip//./\\.}:[0-9]+ -> ${dip//./\\.}:8080"
+		wait_for -t 10 log_has "$(node_log_file "$dnode")" "conn .*tunnel-in ${sip//./\\.}:[0-9]+ -> ${dip//./\\.}:8080 .*peer=spiffe://cluster\\.local/ns/[a-z0-9-]+/sa/[a-z0-9.-]+"
 }
 
 pretty "HTTP, same node: tools/client -> shop/web"
@@ -66,7 +68,7 @@ assert_match "$(head -n1 <<<"$out")" "^hello from api-1 local=${IP_API1//./\\.}:
 assert_eq "$(tail -n1 <<<"$out")" "ping" "TCP echo"
 assert_gt "$(nft_counter node-1 "$OUT_RULE")" "$before" "TCP: capture rule counter"
 wait_for -t 10 log_has "$(node_log_file node-1)" "conn .*outbound ${IP_CLIENT//./\\.}:[0-9]+ -> ${IP_API1//./\\.}:9000"
-wait_for -t 10 log_has "$(node_log_file node-2)" "conn .*inbound ${IP_CLIENT//./\\.}:[0-9]+ -> ${IP_API1//./\\.}:9000"
+wait_for -t 10 log_has "$(node_log_file node-2)" "conn .*tunnel-in ${IP_CLIENT//./\\.}:[0-9]+ -> ${IP_API1//./\\.}:9000"
 
 pretty "TCP, same node: shop/web -> shop/api-2:9000"
 out=$(pod shop/web sh -c "printf 'pong\n' | nc -N -w 10 $IP_API2 9000")

@@ -3,7 +3,8 @@
 #  1. someone deletes node-1's table: the daemon notices (nftables monitor)
 #     and restores it; traffic keeps flowing through weft;
 #  2. the controller goes away and node-1's daemon restarts meanwhile: it
-#     serves from its persisted snapshot (never open), traffic flows;
+#     serves from its persisted snapshot and kept identities (never open),
+#     and cross-node traffic keeps flowing through the mTLS tunnel;
 #  3. the controller comes back: its generation continues where it was, and
 #     every node acknowledges it;
 #  4. an invalid manifest is reported with file, document, path and reason
@@ -18,8 +19,7 @@ trap cleanup EXIT
 it_tmp
 lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
 
-ctl() { lab exec net -- "$WEFT_BIN" ctl --controller http://10.250.0.1:15010 \
-	--token-file "$LAB_STATE/admin.token" "$@"; }
+ctl() { lab ctl "$@"; }	# URL, token and CA bundle of the lab
 generation() { ctl status | sed -nE 's/.*generation ([0-9]+).*/\1/p' | head -n 1; }
 through_weft() {	# the request reaches api-1 and node-1 logged it
 	local tag=$1 body
@@ -51,13 +51,14 @@ wait_for -t 10 eval '! pid_alive '"$cpid"
 lab restart node/node-1
 wait_for -t 10 log_has "$(node_log_file node-1)" "restoring last snapshot from"
 wait_for -t 10 log_has "$(node_log_file node-1)" "applied generation $gen_before"
+# Its pods keep their identities: the certificates it kept, verified again.
+wait_for -t 10 log_has "$(node_log_file node-1)" "identity spiffe://cluster.local/ns/tools/sa/client: certificate serial [0-9a-f]+ restored from"
 http_get tools/client "http://$VIP_API/" >/dev/null || fail "service traffic failed while the controller is down"
 through_weft controller-down
 
 pretty "3. the controller comes back"
 lab restart controller
-lab exec net -- "$WEFT_BIN" ctl --controller http://10.250.0.1:15010 \
-	--token-file "$LAB_STATE/admin.token" wait --timeout 30 >/dev/null ||
+ctl wait --timeout 30 >/dev/null ||
 	fail "nodes did not acknowledge the restarted controller"
 gen_after=$(generation)
 (( gen_after >= gen_before )) || fail "generation went backwards: $gen_before -> $gen_after"

@@ -40,6 +40,8 @@ sample(void)
 	s->generation = 42;
 	s->node_name = xstrdup("node1");
 	s->trust_domain = xstrdup("cluster.local");
+	s->trust_bundle = xstrdup("-----BEGIN CERTIFICATE-----\nMIIB\n"
+	    "-----END CERTIFICATE-----\n");
 
 	s->n_nodes = 2;
 	s->nodes = calloc(2, sizeof(*s->nodes));
@@ -129,6 +131,7 @@ test_round_trip(void)
 	is_str(b, a, "encode -> decode -> encode is byte-identical");
 	is_int(d->generation, 42, "generation");
 	is_str(d->node_name, "node1", "node name");
+	is_str(d->trust_bundle, s->trust_bundle, "trust bundle");
 	is_int(d->n_pods, 2, "pods");
 	is_str(weft_ip_str(&d->pods[1].ip, buf, sizeof(buf)), "fd00:1::5",
 	    "v6 pod ip");
@@ -220,6 +223,7 @@ test_decode_errors(void)
 	if (s != NULL) {
 		is_str(s->trust_domain, "cluster.local", "default trust domain");
 		is_int(s->n_pods, 1, "pod decoded");
+		is_str(s->trust_bundle, NULL, "no trust bundle: NULL");
 	}
 	weft_snapshot_free(s);
 	free(err);

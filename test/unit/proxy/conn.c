@@ -1051,6 +1051,7 @@ test_workers(void)
 	cfg.workers = 2;
 	cfg.outbound_port = port;
 	cfg.inbound_port = (uint16_t)(port + 1);
+	cfg.tunnel_port = (uint16_t)(port + 2);
 	if (weft_proxy_start_opts(&cfg, &opts, &p) == -1) {
 		ok(1, "# SKIP ports %u/%u busy", port, port + 1);
 		return;

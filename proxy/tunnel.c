@@ -1,0 +1,2072 @@
+/* The tunnel between nodes: HTTP/2 CONNECT streams over pooled mTLS 1.3.
+ *
+ * A tun_conn is one TLS connection (bufferevent_openssl) with its nghttp2
+ * session; a tun_stream is one relayed application connection: a plain
+ * socket (the app on the client side, the pod on the server side) on one
+ * end, an h2 stream on the other.  Rules from shared/notes/h2-tunnel.md
+ * (the prototype), by pitfall number:
+ *
+ * - nghttp2_session_send is never called from inside an nghttp2 callback:
+ *   only after mem_recv and from the connection's deferred send event (4).
+ * - Manual flow control: NO_AUTO_WINDOW_UPDATE, a stream's DATA is consumed
+ *   when the plain socket took it (an evbuffer callback on its output), and
+ *   also for DATA nobody will read (6).  256 KiB stream window, 16 MiB
+ *   connection window.
+ * - The data provider defers when it has nothing (3); the client's defers
+ *   until the 200 (12), so a refused stream can be retried elsewhere.
+ * - The plain side is read with our own readv (libevent 2.1 reads 4 KiB at
+ *   a time, 14), into an evbuffer bounded at 64 KiB; writes go through a
+ *   socket bufferevent.  No OpenSSL read-ahead on the TLS side (15).
+ * - Error answers go without a body; the RST that follows is submitted once
+ *   the HEADERS went out (7).  REFUSED_STREAM (GOAWAY, peer limit) is
+ *   retried on another connection (8, 9).  Spent stream ids retire the
+ *   connection (10).  nghttp2_session_del calls no on_stream_close: each
+ *   connection keeps its stream list and resets them (11).
+ * - Resets reach the app as resets (SO_LINGER 0), never as a clean end (20).
+ *
+ * Everything runs on the worker's thread; nothing is locked. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/queue.h>
+#include <sys/uio.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "weft/certstore.h"
+#include "weft/conn.h"
+#include "weft/gen.h"
+#include "weft/ip.h"
+#include "weft/log.h"
+#include "weft/spiffe.h"
+#include "weft/tls.h"
+#include "weft/tunnel.h"
+#include "proxy/proxy-int.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT	24
+#endif
+
+#define TUN_STREAM_WINDOW	(256 * 1024)
+#define TUN_CONN_WINDOW		(16 * 1024 * 1024)
+#define TUN_TLS_OUT_HIGH	(256 * 1024)	/* send_cb: WOULDBLOCK above */
+#define TUN_TLS_OUT_LOW		(64 * 1024)	/* write cb: send again */
+#define TUN_PLAIN_IN_HIGH	(64 * 1024)	/* plain input, per stream */
+#define TUN_READ_CHUNK		(64 * 1024)
+#define TUN_SERVER_STREAMS	1000
+#define TUN_RETRIES		3
+#define TUN_GOAWAY_DELAY_MS	100	/* notice -> final GOAWAY: ~1 RTT
+					 * and then some (pitfall 9) */
+
+#define STAT_ADD(field, n)						\
+	atomic_store_explicit(&(field), atomic_load_explicit(&(field),	\
+	    memory_order_relaxed) + (n), memory_order_relaxed)
+
+struct tun_conn;
+
+struct tun_stream {
+	TAILQ_ENTRY(tun_stream) ts_entry;	/* in ts_conn->tc_streams */
+	TAILQ_ENTRY(tun_stream) ts_all;		/* in tn_streams */
+	struct weft_tunnel *ts_tun;
+	struct tun_conn	*ts_conn;		/* NULL once the h2 stream is
+						 * closed (or before submit) */
+	bool		 ts_server;
+	int32_t		 ts_id;			/* h2 stream id; 0 = none */
+	char		 ts_name[32];		/* "w1-42" */
+	/* Plain side. */
+	int		 ts_fd;			/* -1 before / after */
+	struct bufferevent *ts_bev;		/* writes; owns ts_fd */
+	struct event	*ts_rev;		/* our reader */
+	struct evbuffer	*ts_in;			/* read, not yet framed */
+	struct evbuffer_cb_entry *ts_outcb;	/* on ts_bev's output */
+	bool		 ts_reading;
+	bool		 ts_connected;		/* plain socket is usable */
+	bool		 ts_rd_eof;		/* plain FIN seen */
+	bool		 ts_wr_shut;		/* we shut its write side */
+	bool		 ts_plain_failed;
+	size_t		 ts_unconsumed;		/* DATA not yet written out */
+	/* h2 side. */
+	bool		 ts_deferred;		/* provider returned DEFERRED */
+	bool		 ts_resp_ok;		/* 200 received / sent */
+	bool		 ts_h2_rd_eof;		/* END_STREAM received */
+	bool		 ts_rst_after_send;	/* server error answer */
+	bool		 ts_retry;		/* REFUSED: queued for retry */
+	int		 ts_retries;
+	int		 ts_status;		/* client: :status */
+	uint64_t	 ts_up;			/* plain -> h2 */
+	uint64_t	 ts_down;		/* h2 -> plain */
+	enum weft_close_reason ts_reason;
+	bool		 ts_reason_set;
+	/* For the log line and retries. */
+	struct sockaddr_storage ts_src, ts_dst, ts_dial;
+	struct sockaddr_storage ts_target;	/* client: the CONNECT target,
+						 * the chosen endpoint (ts_dst
+						 * may be a service VIP) */
+	socklen_t	 ts_dial_len;
+	/* Owned strings, never NULL once set up (ts_set_strings): heap
+	 * copies, not WEFT_SPIFFE_MAX arrays, because an idle stream's
+	 * whole cost is this struct plus its buffers (~2 KiB per side in
+	 * the prototype; fixed arrays alone were 1.9 KiB). */
+	char		*ts_src_id;
+	char		*ts_dst_id;
+	char		*ts_node;		/* client */
+	char		*ts_route;		/* client */
+	char		 ts_authority[64];
+	char		 ts_method[16];
+	char		 ts_orig_src[64];
+	struct timespec	 ts_start;
+};
+
+TAILQ_HEAD(tun_stream_list, tun_stream);
+
+struct tun_conn {
+	TAILQ_ENTRY(tun_conn) tc_entry;		/* in tn_conns */
+	struct weft_tunnel *tc_tun;
+	bool		 tc_server;
+	char		 tc_name[32];		/* "t1-7" */
+	struct bufferevent *tc_bev;		/* owned; owns fd and SSL */
+	nghttp2_session	*tc_h2;
+	struct event	*tc_send_ev;		/* deferred session_send */
+	struct event	*tc_timer;		/* handshake, then idle */
+	struct tun_stream_list tc_streams;
+	size_t		 tc_nstreams;
+	struct weft_tls_peer_check tc_check;
+	char		 tc_local_id[WEFT_SPIFFE_MAX];	/* presented */
+	char		 tc_peer_id[WEFT_SPIFFE_MAX];	/* verified */
+	char		 tc_want[WEFT_SPIFFE_MAX];	/* client: server ID;
+							 * server: trust domain */
+	char		 tc_node[256];		/* client pool key part */
+	struct sockaddr_storage tc_peer;
+	bool		 tc_connected;		/* handshake done, h2 up */
+	bool		 tc_got_settings;
+	bool		 tc_goaway;		/* no new streams */
+	bool		 tc_closing;		/* free once output drained */
+	bool		 tc_dead;		/* free at the next safe point */
+	bool		 tc_in_recv;		/* inside mem_recv */
+};
+
+struct tun_sess {
+	TAILQ_ENTRY(tun_sess) se_entry;
+	char		*se_key;		/* "src|dst|node" */
+	SSL_SESSION	*se_sess;		/* owned (a copy) */
+	uint64_t	 se_version;		/* certstore version then */
+};
+
+struct weft_tunnel {
+	struct weft_conn_ctx *tn_cx;
+	struct weft_tunnel_config tn_cfg;
+	struct weft_tls_cache *tn_tls;
+	TAILQ_HEAD(, tun_conn) tn_conns;
+	size_t		 tn_nconns;
+	struct tun_stream_list tn_streams;
+	size_t		 tn_nstreams;
+	struct tun_stream_list tn_retry;	/* REFUSED, to resubmit */
+	struct event	*tn_retry_ev;
+	TAILQ_HEAD(, tun_sess) tn_sessions;
+	uint64_t	 tn_next_conn;
+	nghttp2_session_callbacks *tn_cbs;
+	nghttp2_option	*tn_opt;
+	/* Graceful stop (weft_tunnel_drain). */
+	bool		 tn_draining;
+	bool		 tn_goaway_sent;	/* the final GOAWAYs */
+	struct event	*tn_drain_ev;		/* timer */
+	struct timespec	 tn_drain_start;
+	void		(*tn_drain_done)(void *);
+	void		*tn_drain_arg;
+	struct weft_tunnel_test tn_test;
+};
+
+static void	tc_schedule_send(struct tun_conn *);
+static void	tc_fail(struct tun_conn *, const char *);
+static void	tc_free(struct tun_conn *, enum weft_close_reason);
+static void	tc_check_close(struct tun_conn *);
+static void	tc_idle_check(struct tun_conn *);
+static void	tc_goaway(struct tun_conn *, bool);
+static void	tun_draincb(evutil_socket_t, short, void *);
+static void	ts_finish(struct tun_stream *);
+static void	ts_plain_readcb(evutil_socket_t, short, void *);
+static void	ts_resume(struct tun_stream *);
+static int	ts_submit(struct tun_stream *);
+static void	ts_reset_plain(struct tun_stream *, enum weft_close_reason);
+static ssize_t	tun_read_cb(nghttp2_session *, int32_t, uint8_t *, size_t,
+		    uint32_t *, nghttp2_data_source *, void *);
+
+/* --- small helpers -------------------------------------------------------- */
+
+void
+weft_tunnel_config_defaults(struct weft_tunnel_config *tc)
+{
+	memset(tc, 0, sizeof(*tc));
+	tc->tu_port = 15008;
+	tc->tu_max_streams = 100;
+	tc->tu_idle_ms = 60000;
+	tc->tu_handshake_ms = 10000;
+	tc->tu_drain_ms = 2000;
+}
+
+static double
+tun_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) * 1e3 +
+	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void
+tun_timer_arm(struct event *ev, int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(ev, &tv);
+}
+
+static struct weft_gen *
+tun_gen(struct weft_tunnel *tn)
+{
+	if (tn->tn_test.tt_gen != NULL)
+		return weft_gen_ref(tn->tn_test.tt_gen);
+	return weft_gen_current();
+}
+
+static void
+ts_set_reason(struct tun_stream *st, enum weft_close_reason r)
+{
+	if (!st->ts_reason_set) {
+		st->ts_reason = r;
+		st->ts_reason_set = true;
+	}
+}
+
+static void
+tun_linger0(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	if (fd != -1)
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+/* "10.0.0.1:80" / "[fd00::1]:80" */
+static void
+tun_authority(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	struct weft_ip ip;
+	uint16_t port = 0;
+	char a[WEFT_SOCKADDR_STRLEN];
+
+	if (weft_ip_from_sockaddr((const struct sockaddr *)ss, &ip,
+	    &port) == -1) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	weft_ip_str(&ip, a, sizeof(a));
+	if (ip.family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", a, port);
+	else
+		snprintf(buf, len, "%s:%u", a, port);
+}
+
+/* --- streams: the plain side ---------------------------------------------- */
+
+static struct tun_stream *
+ts_new(struct weft_tunnel *tn, bool server)
+{
+	struct tun_stream *st;
+
+	if ((st = calloc(1, sizeof(*st))) == NULL)
+		return NULL;
+	if ((st->ts_in = evbuffer_new()) == NULL) {
+		free(st);
+		return NULL;
+	}
+	st->ts_tun = tn;
+	st->ts_server = server;
+	st->ts_fd = -1;
+	st->ts_reason = WEFT_CLOSE_EOF;
+	clock_gettime(CLOCK_MONOTONIC, &st->ts_start);
+	TAILQ_INSERT_TAIL(&tn->tn_streams, st, ts_all);
+	tn->tn_nstreams++;
+	STAT_ADD(tn->tn_cx->cx_stats.cs_tun_streams, 1);
+	return st;
+}
+
+#define TUN_STR(s)	((s) != NULL ? (s) : "-")
+
+/* Copies of the stream's identities (and, client side, node and route);
+ * NULL node/route stay NULL.  Returns 0 or -1 (out of memory). */
+static int
+ts_set_strings(struct tun_stream *st, const char *src_id, const char *dst_id,
+    const char *node, const char *route)
+{
+	if ((st->ts_src_id = strdup(src_id)) == NULL ||
+	    (st->ts_dst_id = strdup(dst_id)) == NULL ||
+	    (node != NULL && (st->ts_node = strdup(node)) == NULL) ||
+	    (route != NULL && (st->ts_route = strdup(route)) == NULL))
+		return -1;
+	return 0;
+}
+
+static void
+ts_read_enable(struct tun_stream *st)
+{
+	if (st->ts_rev != NULL && !st->ts_reading && !st->ts_rd_eof &&
+	    !st->ts_plain_failed && st->ts_connected) {
+		event_add(st->ts_rev, NULL);
+		st->ts_reading = true;
+	}
+}
+
+static void
+ts_read_disable(struct tun_stream *st)
+{
+	if (st->ts_rev != NULL && st->ts_reading) {
+		event_del(st->ts_rev);
+		st->ts_reading = false;
+	}
+}
+
+/* The plain socket took n bytes: open the h2 windows by as much. */
+static void
+ts_outcb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct tun_stream *st = arg;
+	size_t n;
+
+	(void)b;
+	if (info->n_deleted == 0)
+		return;
+	n = info->n_deleted < st->ts_unconsumed ? info->n_deleted :
+	    st->ts_unconsumed;
+	st->ts_unconsumed -= n;
+	if (n > 0 && st->ts_conn != NULL && st->ts_id > 0) {
+		nghttp2_session_consume(st->ts_conn->tc_h2, st->ts_id, n);
+		tc_schedule_send(st->ts_conn);
+	}
+}
+
+/* Everything written out: pass END_STREAM on as a FIN; a finished stream
+ * can go. */
+static void
+ts_plain_writecb(struct bufferevent *bev, void *arg)
+{
+	struct tun_stream *st = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+		return;
+	if (st->ts_h2_rd_eof && !st->ts_wr_shut && st->ts_connected) {
+		(void)shutdown(st->ts_fd, SHUT_WR);
+		st->ts_wr_shut = true;
+	}
+	if (st->ts_conn == NULL && st->ts_id != 0)
+		ts_finish(st);
+}
+
+static void
+ts_plain_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tun_stream *st = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* Server: the pod accepted; answer 200 and start reading. */
+		static const nghttp2_nv ok[] = {
+			{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
+			    NGHTTP2_NV_FLAG_NONE },
+		};
+		nghttp2_data_provider prd;
+
+		st->ts_connected = true;
+		bufferevent_enable(st->ts_bev, EV_WRITE);
+		if (st->ts_conn == NULL) {
+			ts_finish(st);
+			return;
+		}
+		prd.source.ptr = st;
+		prd.read_callback = tun_read_cb;
+		if (nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, ok,
+		    1, &prd) != 0) {
+			nghttp2_submit_rst_stream(st->ts_conn->tc_h2,
+			    NGHTTP2_FLAG_NONE, st->ts_id, NGHTTP2_INTERNAL_ERROR);
+			ts_set_reason(st, WEFT_CLOSE_ERROR);
+		} else
+			st->ts_resp_ok = true;
+		ts_read_enable(st);
+		/* DATA that came before the connect may already carry the
+		 * END_STREAM. */
+		ts_plain_writecb(st->ts_bev, st);
+		tc_schedule_send(st->ts_conn);
+		return;
+	}
+	if (!st->ts_connected && st->ts_server && st->ts_conn != NULL &&
+	    !st->ts_resp_ok) {
+		/* Target connect failed: 502, no body. */
+		static const nghttp2_nv bad[] = {
+			{ (uint8_t *)":status", (uint8_t *)"502", 7, 3,
+			    NGHTTP2_NV_FLAG_NONE },
+		};
+
+		log_debug("conn %s: connect to %s: %s", st->ts_name,
+		    st->ts_authority, strerror(err));
+		ts_set_reason(st, err == ECONNREFUSED ?
+		    WEFT_CLOSE_UPSTREAM_REFUSED : (what & BEV_EVENT_TIMEOUT) ?
+		    WEFT_CLOSE_UPSTREAM_TIMEOUT : WEFT_CLOSE_NO_ROUTE);
+		st->ts_plain_failed = true;
+		st->ts_rst_after_send = true;
+		nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, bad, 1,
+		    NULL);
+		tc_schedule_send(st->ts_conn);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* We read ourselves; this is a write-side surprise. */
+		return;
+	}
+	/* A socket error: RST_STREAM(CONNECT_ERROR) (RFC 9113 §8.5). */
+	ts_reset_plain(st, (err == ECONNRESET || err == EPIPE) ?
+	    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
+}
+
+static int
+ts_attach(struct tun_stream *st, int fd)
+{
+	struct weft_conn_ctx *cx = st->ts_tun->tn_cx;
+
+	if ((st->ts_rev = event_new(cx->cx_base, fd, EV_READ | EV_PERSIST,
+	    ts_plain_readcb, st)) == NULL)
+		return -1;
+	if ((st->ts_bev = bufferevent_socket_new(cx->cx_base, fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL) {
+		event_free(st->ts_rev);
+		st->ts_rev = NULL;
+		return -1;
+	}
+	st->ts_fd = fd;
+	bufferevent_setcb(st->ts_bev, NULL, ts_plain_writecb, ts_plain_eventcb,
+	    st);
+	(void)bufferevent_set_max_single_write(st->ts_bev, 512 * 1024);
+	st->ts_outcb = evbuffer_add_cb(bufferevent_get_output(st->ts_bev),
+	    ts_outcb, st);
+	return 0;
+}
+
+/* The plain socket failed or must go: reset the h2 stream too. */
+static void
+ts_reset_plain(struct tun_stream *st, enum weft_close_reason r)
+{
+	ts_set_reason(st, r);
+	st->ts_plain_failed = true;
+	ts_read_disable(st);
+	if (st->ts_conn != NULL && st->ts_id > 0) {
+		nghttp2_submit_rst_stream(st->ts_conn->tc_h2,
+		    NGHTTP2_FLAG_NONE, st->ts_id, NGHTTP2_CONNECT_ERROR);
+		tc_schedule_send(st->ts_conn);
+		return;		/* on_stream_close finishes it */
+	}
+	ts_finish(st);
+}
+
+static void
+ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tun_stream *st = arg;
+	struct evbuffer_iovec iov[2];
+	size_t have, want, left;
+	ssize_t r;
+	int n, i;
+
+	(void)what;
+	have = evbuffer_get_length(st->ts_in);
+	if (have >= TUN_PLAIN_IN_HIGH) {
+		ts_read_disable(st);
+		return;
+	}
+	want = TUN_PLAIN_IN_HIGH - have;
+	if (want > TUN_READ_CHUNK)
+		want = TUN_READ_CHUNK;
+	if ((n = evbuffer_reserve_space(st->ts_in, (ev_ssize_t)want, iov,
+	    2)) <= 0) {
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
+		return;
+	}
+	left = want;
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_len > left)
+			iov[i].iov_len = left;
+		left -= iov[i].iov_len;
+	}
+	do
+		r = readv(fd, (struct iovec *)iov, n);
+	while (r == -1 && errno == EINTR);
+	if (r <= 0) {
+		int err = errno;
+
+		evbuffer_commit_space(st->ts_in, iov, 0);
+		if (r == -1 && (err == EAGAIN || err == EWOULDBLOCK))
+			return;
+		ts_read_disable(st);
+		if (r == 0) {
+			st->ts_rd_eof = true;
+			ts_resume(st);		/* the provider sends EOF */
+			return;
+		}
+		log_debug("conn %s: plain read: %s", st->ts_name,
+		    strerror(err));
+		ts_reset_plain(st, (err == ECONNRESET || err == EPIPE) ?
+		    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
+		return;
+	}
+	left = (size_t)r;
+	for (i = 0; i < n; i++) {
+		if (iov[i].iov_len > left)
+			iov[i].iov_len = left;
+		left -= iov[i].iov_len;
+	}
+	evbuffer_commit_space(st->ts_in, iov, n);
+	if (evbuffer_get_length(st->ts_in) >= TUN_PLAIN_IN_HIGH)
+		ts_read_disable(st);
+	ts_resume(st);
+}
+
+/* The log line, the counters, the sockets, the memory.  The h2 stream must
+ * be closed already (ts_conn == NULL) or never have existed. */
+static void
+ts_finish(struct tun_stream *st)
+{
+	struct weft_tunnel *tn = st->ts_tun;
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	struct weft_conn_stats *stats = &cx->cx_stats;
+	struct weft_conn_summary sum;
+	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
+	char dial[WEFT_SOCKADDR_STRLEN];
+	enum weft_close_reason r = st->ts_reason;
+
+	if (st->ts_conn != NULL) {
+		TAILQ_REMOVE(&st->ts_conn->tc_streams, st, ts_entry);
+		st->ts_conn->tc_nstreams--;
+		st->ts_conn = NULL;
+	}
+	if (st->ts_retry)
+		TAILQ_REMOVE(&tn->tn_retry, st, ts_entry);
+	weft_sockaddr_str((struct sockaddr *)&st->ts_src, src, sizeof(src));
+	weft_sockaddr_str((struct sockaddr *)&st->ts_dst, dst, sizeof(dst));
+	if (st->ts_server)
+		log_info("conn %s tunnel-in %s -> %s peer=%s sent=%llu "
+		    "received=%llu duration=%.1fms reason=%s", st->ts_name,
+		    st->ts_orig_src[0] ? st->ts_orig_src : src,
+		    st->ts_authority[0] ? st->ts_authority : dst,
+		    st->ts_src_id != NULL && st->ts_src_id[0] ? st->ts_src_id :
+		    "-",
+		    (unsigned long long)st->ts_down,
+		    (unsigned long long)st->ts_up, tun_ms_since(&st->ts_start),
+		    weft_close_reason_name(r));
+	else
+		log_info("conn %s outbound %s -> %s via tunnel %s (%s) "
+		    "route=\"%s\" peer=%s sent=%llu received=%llu "
+		    "duration=%.1fms reason=%s", st->ts_name, src, dst,
+		    TUN_STR(st->ts_node), weft_sockaddr_str((struct sockaddr *)
+		    &st->ts_dial, dial, sizeof(dial)), TUN_STR(st->ts_route),
+		    TUN_STR(st->ts_dst_id), (unsigned long long)st->ts_up,
+		    (unsigned long long)st->ts_down,
+		    tun_ms_since(&st->ts_start), weft_close_reason_name(r));
+	STAT_ADD(stats->cs_closed[(unsigned)r < WEFT_CLOSE_NREASONS ? r :
+	    WEFT_CLOSE_ERROR], 1);
+	if (st->ts_server) {
+		STAT_ADD(stats->cs_bytes_sent, st->ts_down);
+		STAT_ADD(stats->cs_bytes_received, st->ts_up);
+	} else {
+		STAT_ADD(stats->cs_bytes_sent, st->ts_up);
+		STAT_ADD(stats->cs_bytes_received, st->ts_down);
+	}
+	if (cx->cx_on_close != NULL) {
+		sum.id = st->ts_name;
+		sum.dir = st->ts_server ? WEFT_DIR_TUNNEL : WEFT_DIR_OUTBOUND;
+		sum.reason = r;
+		sum.sent = st->ts_server ? st->ts_down : st->ts_up;
+		sum.received = st->ts_server ? st->ts_up : st->ts_down;
+		sum.duration_ms = tun_ms_since(&st->ts_start);
+		cx->cx_on_close(&sum, cx->cx_on_close_arg);
+	}
+	if (st->ts_rev != NULL)
+		event_free(st->ts_rev);
+	if (st->ts_bev != NULL) {
+		if (st->ts_outcb != NULL)
+			evbuffer_remove_cb_entry(bufferevent_get_output(
+			    st->ts_bev), st->ts_outcb);
+		if (r != WEFT_CLOSE_EOF)
+			tun_linger0(st->ts_fd);
+		bufferevent_free(st->ts_bev);
+	} else if (st->ts_fd != -1) {
+		tun_linger0(st->ts_fd);
+		close(st->ts_fd);
+	}
+	evbuffer_free(st->ts_in);
+	free(st->ts_src_id);
+	free(st->ts_dst_id);
+	free(st->ts_node);
+	free(st->ts_route);
+	TAILQ_REMOVE(&tn->tn_streams, st, ts_all);
+	tn->tn_nstreams--;
+	free(st);
+}
+
+/* --- h2: data provider and callbacks -------------------------------------- */
+
+static void
+ts_resume(struct tun_stream *st)
+{
+	if (st->ts_deferred && st->ts_conn != NULL && st->ts_id > 0) {
+		st->ts_deferred = false;
+		nghttp2_session_resume_data(st->ts_conn->tc_h2, st->ts_id);
+		tc_schedule_send(st->ts_conn);
+	}
+}
+
+static ssize_t
+tun_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+    uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct tun_stream *st = src->ptr;
+	size_t avail, n;
+
+	(void)s;
+	(void)id;
+	(void)ud;
+	if (!st->ts_resp_ok || !st->ts_connected) {
+		st->ts_deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	avail = evbuffer_get_length(st->ts_in);
+	if (avail == 0) {
+		if (st->ts_rd_eof) {
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+			return 0;
+		}
+		st->ts_deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	n = avail < len ? avail : len;
+	evbuffer_remove(st->ts_in, buf, n);
+	st->ts_up += n;
+	if (st->ts_rd_eof && n == avail)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (!st->ts_rd_eof && evbuffer_get_length(st->ts_in) <
+	    TUN_PLAIN_IN_HIGH)
+		ts_read_enable(st);
+	return (ssize_t)n;
+}
+
+static ssize_t
+tun_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
+    void *ud)
+{
+	struct tun_conn *tc = ud;
+	struct evbuffer *out = bufferevent_get_output(tc->tc_bev);
+
+	(void)s;
+	(void)flags;
+	if (evbuffer_get_length(out) >= TUN_TLS_OUT_HIGH)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (evbuffer_add(out, data, len) == -1)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return (ssize_t)len;
+}
+
+static int
+tun_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct tun_conn *tc = ud;
+	struct weft_tunnel *tn = tc->tc_tun;
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	struct tun_stream *st;
+
+	if (!tc->tc_server || f->hd.type != NGHTTP2_HEADERS ||
+	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if ((st = ts_new(tn, true)) == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	st->ts_id = f->hd.stream_id;
+	st->ts_conn = tc;
+	snprintf(st->ts_name, sizeof(st->ts_name), "w%d-%llu", cx->cx_index,
+	    (unsigned long long)++cx->cx_next_id);
+	memcpy(&st->ts_src, &tc->tc_peer, sizeof(st->ts_src));
+	if (ts_set_strings(st, tc->tc_peer_id, tc->tc_local_id, NULL,
+	    NULL) == -1) {
+		/* Not in the connection's list yet: just free it. */
+		st->ts_conn = NULL;
+		ts_set_reason(st, WEFT_CLOSE_ERROR);
+		ts_finish(st);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	TAILQ_INSERT_TAIL(&tc->tc_streams, st, ts_entry);
+	tc->tc_nstreams++;
+	STAT_ADD(cx->cx_stats.cs_opened, 1);
+	nghttp2_session_set_stream_user_data(s, st->ts_id, st);
+	if (tc->tc_timer != NULL)
+		evtimer_del(tc->tc_timer);
+	return 0;
+}
+
+static void
+tun_copy(char *dst, size_t dlen, const uint8_t *v, size_t vlen)
+{
+	if (vlen >= dlen)
+		vlen = dlen - 1;
+	memcpy(dst, v, vlen);
+	dst[vlen] = '\0';
+}
+
+static int
+tun_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+    size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+    void *ud)
+{
+	struct tun_stream *st;
+
+	(void)flags;
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    (st = nghttp2_session_get_stream_user_data(s,
+	    f->hd.stream_id)) == NULL)
+		return 0;
+#define IS(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
+	if (st->ts_server) {
+		if (IS(":method"))
+			tun_copy(st->ts_method, sizeof(st->ts_method), value,
+			    valuelen);
+		else if (IS(":authority"))
+			tun_copy(st->ts_authority, sizeof(st->ts_authority),
+			    value, valuelen);
+		else if (IS("x-weft-original-source"))
+			tun_copy(st->ts_orig_src, sizeof(st->ts_orig_src),
+			    value, valuelen);
+	} else if (IS(":status")) {
+		char b[8];
+
+		tun_copy(b, sizeof(b), value, valuelen);
+		st->ts_status = atoi(b);
+	}
+#undef IS
+	return 0;
+}
+
+static void
+tun_respond_error(struct tun_stream *st, const char *status,
+    enum weft_close_reason r)
+{
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+		    NGHTTP2_NV_FLAG_NONE },
+	};
+
+	ts_set_reason(st, r);
+	st->ts_rst_after_send = true;
+	nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, nv, 1, NULL);
+}
+
+/* Source-transparent bind of the pod-side socket to ip (the caller pod's
+ * address), as conn.c does; quietly from the node's address on failure. */
+static void
+tun_bind_source(int fd, const struct weft_ip *ip)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+
+	weft_ip_to_sockaddr(ip, 0, &ss, &len);
+	if (ip->family == AF_INET6) {
+		if (setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one,
+		    sizeof(one)) == -1)
+			return;
+	} else {
+		if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one,
+		    sizeof(one)) == -1)
+			return;
+		(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) == -1)
+		log_debug("tunnel: transparent bind: %s", strerror(errno));
+}
+
+/* Server: a complete CONNECT request.  The target must be a local pod with
+ * the identity this connection presented. */
+static void
+tun_server_request(struct tun_conn *tc, struct tun_stream *st)
+{
+	struct weft_tunnel *tn = tc->tc_tun;
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	const struct weft_snapshot *snap;
+	const struct weft_snap_pod *pod, *spod;
+	struct weft_gen *g;
+	struct weft_ip ip, sip;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char id[WEFT_SPIFFE_MAX], host[64], *colon;
+	uint32_t mark = cx->cx_cfg.rc_own_mark;
+	bool transparent = false;
+	long port;
+	int fd;
+
+	if (strcmp(st->ts_method, "CONNECT") != 0) {
+		tun_respond_error(st, "405", WEFT_CLOSE_DENIED);
+		return;
+	}
+	/* "ip:port" or "[v6]:port" */
+	snprintf(host, sizeof(host), "%s", st->ts_authority);
+	colon = strrchr(host, ':');
+	if (colon == NULL || colon == host) {
+		tun_respond_error(st, "400", WEFT_CLOSE_ERROR);
+		return;
+	}
+	*colon = '\0';
+	port = strtol(colon + 1, NULL, 10);
+	if (host[0] == '[' && colon[-1] == ']') {
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	if (port <= 0 || port > 65535 || weft_ip_parse(host, &ip) == -1) {
+		tun_respond_error(st, "400", WEFT_CLOSE_ERROR);
+		return;
+	}
+	weft_ip_to_sockaddr(&ip, (uint16_t)port, &st->ts_dst, &sslen);
+	g = tun_gen(tn);
+	pod = g != NULL ? weft_gen_pod_by_ip(g, &ip) : NULL;
+	snap = g != NULL ? weft_gen_snapshot(g) : NULL;
+	if (pod == NULL || !pod->meshed || !weft_gen_pod_is_local(g, pod) ||
+	    snap->trust_domain == NULL ||
+	    weft_spiffe_format(snap->trust_domain, pod->namespace,
+	    pod->service_account, id, sizeof(id)) == NULL ||
+	    strcmp(id, tc->tc_local_id) != 0) {
+		log_info("conn %s: tunnel-in from %s: CONNECT %s denied: %s",
+		    st->ts_name, tc->tc_peer_id, st->ts_authority, pod == NULL ?
+		    "not a pod" : !weft_gen_pod_is_local(g, pod) ?
+		    "not a local pod" : "pod of another identity");
+		weft_gen_unref(g);
+		STAT_ADD(cx->cx_stats.cs_tun_denied_streams, 1);
+		tun_respond_error(st, "403", WEFT_CLOSE_DENIED);
+		return;
+	}
+	/* The caller's own pod address, if it is one of its identity. */
+	if (cx->cx_cfg.rc_transparent && st->ts_orig_src[0] != '\0') {
+		struct sockaddr_storage os;
+		char h2[64], *c2;
+
+		snprintf(h2, sizeof(h2), "%s", st->ts_orig_src);
+		if ((c2 = strrchr(h2, ':')) != NULL) {
+			*c2 = '\0';
+			if (h2[0] == '[' && c2[-1] == ']') {
+				c2[-1] = '\0';
+				memmove(h2, h2 + 1, strlen(h2));
+			}
+		}
+		if (weft_ip_parse(h2, &sip) == 0 &&
+		    (spod = weft_gen_pod_by_ip(g, &sip)) != NULL &&
+		    sip.family == ip.family &&
+		    weft_spiffe_format(snap->trust_domain, spod->namespace,
+		    spod->service_account, id, sizeof(id)) != NULL &&
+		    strcmp(id, tc->tc_peer_id) == 0)
+			transparent = true;
+		(void)os;
+	}
+	weft_gen_unref(g);
+
+	weft_ip_to_sockaddr(&ip, (uint16_t)port, &ss, &sslen);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		tun_respond_error(st, "502", WEFT_CLOSE_ERROR);
+		return;
+	}
+	if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark,
+	    sizeof(mark)) == -1) {
+		close(fd);
+		tun_respond_error(st, "502", WEFT_CLOSE_ERROR);
+		return;
+	}
+	if (transparent)
+		tun_bind_source(fd, &sip);
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == -1 &&
+	    errno != EINPROGRESS) {
+		int err = errno;
+
+		close(fd);
+		tun_respond_error(st, "502", err == ECONNREFUSED ?
+		    WEFT_CLOSE_UPSTREAM_REFUSED : WEFT_CLOSE_NO_ROUTE);
+		return;
+	}
+	if (ts_attach(st, fd) == -1) {
+		close(fd);
+		tun_respond_error(st, "502", WEFT_CLOSE_ERROR);
+		return;
+	}
+	(void)bufferevent_socket_connect(st->ts_bev, NULL, 0);
+}
+
+static int
+tun_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct tun_conn *tc = ud;
+	struct tun_stream *st;
+
+	switch (f->hd.type) {
+	case NGHTTP2_SETTINGS:
+		if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
+			tc->tc_got_settings = true;
+		return 0;
+	case NGHTTP2_GOAWAY:
+		/* Client: no new stream here; an idle one goes now. */
+		tc->tc_goaway = true;
+		if (!tc->tc_server)
+			tc_idle_check(tc);
+		return 0;
+	case NGHTTP2_HEADERS:
+	case NGHTTP2_DATA:
+		break;
+	default:
+		return 0;
+	}
+	if ((st = nghttp2_session_get_stream_user_data(s,
+	    f->hd.stream_id)) == NULL)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS) {
+		if (tc->tc_server && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+			tun_server_request(tc, st);
+		else if (!tc->tc_server && f->headers.cat ==
+		    NGHTTP2_HCAT_RESPONSE) {
+			if (st->ts_status == 200) {
+				st->ts_resp_ok = true;
+				ts_read_enable(st);
+				ts_resume(st);
+			} else {
+				log_info("conn %s: tunnel %s answered %d",
+				    st->ts_name, tc->tc_name, st->ts_status);
+				STAT_ADD(tc->tc_tun->tn_cx->cx_stats.
+				    cs_tun_denied_streams, 1);
+				ts_set_reason(st, st->ts_status == 403 ?
+				    WEFT_CLOSE_DENIED : st->ts_status == 502 ?
+				    WEFT_CLOSE_UPSTREAM_REFUSED :
+				    WEFT_CLOSE_ERROR);
+				st->ts_plain_failed = true;
+				nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE,
+				    st->ts_id, NGHTTP2_CANCEL);
+			}
+		}
+	}
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+		st->ts_h2_rd_eof = true;
+		if (st->ts_bev != NULL)
+			ts_plain_writecb(st->ts_bev, st);
+	}
+	return 0;
+}
+
+static int
+tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
+    const uint8_t *data, size_t len, void *ud)
+{
+	struct tun_stream *st;
+
+	(void)flags;
+	(void)ud;
+	st = nghttp2_session_get_stream_user_data(s, id);
+	if (st == NULL || st->ts_bev == NULL || st->ts_plain_failed ||
+	    st->ts_wr_shut) {
+		/* Nobody will read it: open the windows anyway (6). */
+		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
+	st->ts_unconsumed += len;
+	st->ts_down += len;
+	if (bufferevent_write(st->ts_bev, data, len) == -1) {
+		st->ts_unconsumed -= len;
+		nghttp2_session_consume(s, id, len);
+	}
+	return 0;
+}
+
+static int
+tun_on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct tun_stream *st;
+
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+	    (st = nghttp2_session_get_stream_user_data(s,
+	    f->hd.stream_id)) == NULL || !st->ts_rst_after_send)
+		return 0;
+	/* The error answer is out; now end the request side (7). */
+	nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+	    NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int
+tun_on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
+{
+	struct tun_conn *tc = ud;
+	struct weft_tunnel *tn = tc->tc_tun;
+	struct tun_stream *st;
+
+	if ((st = nghttp2_session_get_stream_user_data(s, id)) == NULL)
+		return 0;
+	nghttp2_session_set_stream_user_data(s, id, NULL);
+	/* Bytes still on their way to the plain socket: the connection
+	 * window must not leak (6). */
+	if (st->ts_unconsumed > 0) {
+		nghttp2_session_consume(s, id, st->ts_unconsumed);
+		st->ts_unconsumed = 0;
+	}
+	TAILQ_REMOVE(&tc->tc_streams, st, ts_entry);
+	tc->tc_nstreams--;
+	st->ts_conn = NULL;
+	st->ts_deferred = false;
+	/* Refused before it carried anything (GOAWAY, peer limit): again,
+	 * on another connection (8, 9, 12). */
+	if (!st->ts_server && !st->ts_resp_ok && err == NGHTTP2_REFUSED_STREAM &&
+	    st->ts_up == 0 && st->ts_retries < TUN_RETRIES &&
+	    !st->ts_plain_failed) {
+		st->ts_retries++;
+		st->ts_id = 0;
+		st->ts_retry = true;
+		TAILQ_INSERT_TAIL(&tn->tn_retry, st, ts_entry);
+		event_active(tn->tn_retry_ev, EV_TIMEOUT, 0);
+		tc_idle_check(tc);
+		return 0;
+	}
+	if (err != NGHTTP2_NO_ERROR || (!st->ts_server && !st->ts_resp_ok) ||
+	    (st->ts_server && !st->ts_resp_ok)) {
+		if (err == NGHTTP2_REFUSED_STREAM)
+			ts_set_reason(st, WEFT_CLOSE_NO_ROUTE);
+		else if (!st->ts_resp_ok && st->ts_status == 0 && !st->ts_server)
+			ts_set_reason(st, WEFT_CLOSE_ERROR);
+		ts_set_reason(st, WEFT_CLOSE_RESET);
+		st->ts_plain_failed = true;
+		ts_finish(st);
+	} else if (st->ts_bev == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(st->ts_bev)) == 0)
+		ts_finish(st);
+	else
+		ts_read_disable(st);	/* the write callback finishes it */
+	tc_idle_check(tc);
+	return 0;
+}
+
+static int
+tun_on_error(nghttp2_session *s, int code, const char *msg, size_t len,
+    void *ud)
+{
+	struct tun_conn *tc = ud;
+
+	(void)s;
+	(void)code;
+	log_debug("tunnel %s: h2: %.*s", tc->tc_name, (int)len, msg);
+	return 0;
+}
+
+/* --- connections ---------------------------------------------------------- */
+
+static void
+tc_schedule_send(struct tun_conn *tc)
+{
+	if (tc->tc_connected && !event_pending(tc->tc_send_ev, EV_TIMEOUT,
+	    NULL))
+		event_active(tc->tc_send_ev, EV_TIMEOUT, 0);
+}
+
+/* Send what nghttp2 has; close when the session is done. */
+static void
+tc_flush(struct tun_conn *tc)
+{
+	int rv;
+
+	if (!tc->tc_connected || tc->tc_dead)
+		return;
+	if ((rv = nghttp2_session_send(tc->tc_h2)) != 0) {
+		tc_fail(tc, nghttp2_strerror(rv));
+		return;
+	}
+	if (!nghttp2_session_want_read(tc->tc_h2) &&
+	    !nghttp2_session_want_write(tc->tc_h2))
+		tc->tc_closing = true;
+	tc_check_close(tc);
+}
+
+static void
+tc_sendcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tun_conn *tc = arg;
+
+	(void)fd;
+	(void)what;
+	tc_flush(tc);
+	if (tc->tc_dead)
+		tc_free(tc, WEFT_CLOSE_RESET);
+}
+
+static void
+tc_check_close(struct tun_conn *tc)
+{
+	if (tc->tc_closing && evbuffer_get_length(bufferevent_get_output(
+	    tc->tc_bev)) == 0)
+		tc->tc_dead = true;
+}
+
+/* Unrecoverable: mark it; freed at the next safe point. */
+static void
+tc_fail(struct tun_conn *tc, const char *why)
+{
+	char a[WEFT_SOCKADDR_STRLEN];
+
+	if (!tc->tc_dead)
+		log_info("tunnel %s %s %s (%s): %s", tc->tc_name,
+		    tc->tc_server ? "from" : "to", tc->tc_server ?
+		    (tc->tc_peer_id[0] ? tc->tc_peer_id : "-") : tc->tc_want,
+		    weft_sockaddr_str((struct sockaddr *)&tc->tc_peer, a,
+		    sizeof(a)), why);
+	tc->tc_dead = true;
+}
+
+/* Client: no stream left.  Spent or GOAWAYed connections go at once, the
+ * others after tu_idle_ms. */
+static void
+tc_idle_check(struct tun_conn *tc)
+{
+	if (tc->tc_nstreams > 0 || tc->tc_timer == NULL || !tc->tc_connected)
+		return;
+	if (!tc->tc_server && (tc->tc_goaway ||
+	    !nghttp2_session_check_request_allowed(tc->tc_h2))) {
+		nghttp2_session_terminate_session(tc->tc_h2, NGHTTP2_NO_ERROR);
+		tc_schedule_send(tc);
+		return;
+	}
+	tun_timer_arm(tc->tc_timer, tc->tc_server ?
+	    2 * tc->tc_tun->tn_cfg.tu_idle_ms : tc->tc_tun->tn_cfg.tu_idle_ms);
+}
+
+static void
+tc_timercb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tun_conn *tc = arg;
+
+	(void)fd;
+	(void)what;
+	if (!tc->tc_connected) {
+		STAT_ADD(tc->tc_tun->tn_cx->cx_stats.cs_tun_refused_handshake,
+		    1);
+		tc_fail(tc, "handshake timed out");
+		tc_free(tc, WEFT_CLOSE_UPSTREAM_TIMEOUT);
+		return;
+	}
+	if (tc->tc_nstreams == 0) {
+		log_debug("tunnel %s: idle, closing", tc->tc_name);
+		tc->tc_goaway = true;
+		nghttp2_session_terminate_session(tc->tc_h2, NGHTTP2_NO_ERROR);
+		tc_flush(tc);
+		tc->tc_closing = true;
+		tc_check_close(tc);
+		if (tc->tc_dead)
+			tc_free(tc, WEFT_CLOSE_EOF);
+	}
+}
+
+static void
+tc_readcb(struct bufferevent *bev, void *arg)
+{
+	struct tun_conn *tc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[16];
+	ssize_t r;
+	size_t used = 0;
+	int n, i;
+
+	if (!tc->tc_connected) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	tc->tc_in_recv = true;
+	while (evbuffer_get_length(in) > 0 && !tc->tc_dead) {
+		n = evbuffer_peek(in, -1, NULL, v, 16);
+		if (n > 16)
+			n = 16;
+		used = 0;
+		for (i = 0; i < n; i++) {
+			r = nghttp2_session_mem_recv(tc->tc_h2, v[i].iov_base,
+			    v[i].iov_len);
+			if (r < 0) {
+				tc_fail(tc, nghttp2_strerror((int)r));
+				break;
+			}
+			used += (size_t)r;
+		}
+		evbuffer_drain(in, used);
+	}
+	tc->tc_in_recv = false;
+	if (!tc->tc_dead)
+		tc_flush(tc);
+	if (tc->tc_dead)
+		tc_free(tc, WEFT_CLOSE_RESET);
+}
+
+static void
+tc_writecb(struct bufferevent *bev, void *arg)
+{
+	struct tun_conn *tc = arg;
+
+	(void)bev;
+	if (tc->tc_closing) {
+		tc_check_close(tc);
+		if (tc->tc_dead) {
+			tc_free(tc, WEFT_CLOSE_EOF);
+			return;
+		}
+	}
+	tc_schedule_send(tc);
+}
+
+static int
+tc_session_new(struct tun_conn *tc)
+{
+	struct weft_tunnel *tn = tc->tc_tun;
+	nghttp2_settings_entry iv[3];
+	size_t n = 0;
+	int rv;
+
+	rv = tc->tc_server ?
+	    nghttp2_session_server_new2(&tc->tc_h2, tn->tn_cbs, tc,
+	    tn->tn_opt) :
+	    nghttp2_session_client_new2(&tc->tc_h2, tn->tn_cbs, tc,
+	    tn->tn_opt);
+	if (rv != 0)
+		return -1;
+	iv[n].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+	iv[n++].value = tc->tc_server ? TUN_SERVER_STREAMS :
+	    tn->tn_cfg.tu_max_streams;
+	iv[n].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+	iv[n++].value = TUN_STREAM_WINDOW;
+	if (!tc->tc_server) {
+		iv[n].settings_id = NGHTTP2_SETTINGS_ENABLE_PUSH;
+		iv[n++].value = 0;
+	}
+	if (nghttp2_submit_settings(tc->tc_h2, NGHTTP2_FLAG_NONE, iv, n) != 0 ||
+	    nghttp2_session_set_local_window_size(tc->tc_h2, NGHTTP2_FLAG_NONE,
+	    0, TUN_CONN_WINDOW) != 0)
+		return -1;
+	return 0;
+}
+
+static void
+tc_handshake_done(struct tun_conn *tc)
+{
+	struct weft_conn_stats *stats = &tc->tc_tun->tn_cx->cx_stats;
+	SSL *ssl = bufferevent_openssl_get_ssl(tc->tc_bev);
+	const unsigned char *alpn = NULL;
+	unsigned int alpnlen = 0;
+	const char *why = NULL;
+	char peer[WEFT_SOCKADDR_STRLEN];
+	bool resumed = SSL_session_reused(ssl) == 1;
+
+	SSL_get0_alpn_selected(ssl, &alpn, &alpnlen);
+	if (alpnlen != 2 || memcmp(alpn, "h2", 2) != 0) {
+		STAT_ADD(stats->cs_tun_refused_handshake, 1);
+		tc_fail(tc, "no ALPN h2");
+		return;
+	}
+	/* Verified in the handshake; a resumed one has it in its session. */
+	if (weft_tls_check_peer(SSL_get0_peer_certificate(ssl),
+	    tc->tc_server ? NULL : tc->tc_want,
+	    tc->tc_server ? tc->tc_want : NULL, tc->tc_peer_id,
+	    sizeof(tc->tc_peer_id), &why) == -1) {
+		STAT_ADD(stats->cs_tun_refused_identity, 1);
+		tc_fail(tc, why);
+		return;
+	}
+	/* The client made its session at dial time (requests may wait in
+	 * it); the server makes it now. */
+	if (tc->tc_h2 == NULL && tc_session_new(tc) == -1) {
+		tc_fail(tc, "nghttp2 session");
+		return;
+	}
+	tc->tc_connected = true;
+	if (resumed)
+		STAT_ADD(stats->cs_tun_resumed, 1);
+	if (!tc->tc_server)
+		tc->tc_tun->tn_test.tt_last_resumed = resumed;
+	if (tc->tc_server) {
+		STAT_ADD(stats->cs_tun_accepted, 1);
+		log_info("tunnel %s accepted from %s peer=%s as %s%s",
+		    tc->tc_name, weft_sockaddr_str((struct sockaddr *)
+		    &tc->tc_peer, peer, sizeof(peer)), tc->tc_peer_id,
+		    tc->tc_local_id, resumed ? " (resumed)" : "");
+	} else
+		log_debug("tunnel %s to %s (%s) peer=%s%s", tc->tc_name,
+		    tc->tc_node, weft_sockaddr_str((struct sockaddr *)
+		    &tc->tc_peer, peer, sizeof(peer)), tc->tc_peer_id,
+		    resumed ? " (resumed)" : "");
+	evtimer_del(tc->tc_timer);
+	if (tc->tc_tun->tn_draining)
+		tc_goaway(tc, tc->tc_tun->tn_goaway_sent);
+	tc_idle_check(tc);
+	tc_flush(tc);
+}
+
+static void
+tc_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tun_conn *tc = arg;
+	struct weft_conn_stats *stats = &tc->tc_tun->tn_cx->cx_stats;
+	char err[768];
+	unsigned long e;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		tc_handshake_done(tc);
+		if (tc->tc_dead)
+			tc_free(tc, WEFT_CLOSE_ERROR);
+		return;
+	}
+	err[0] = '\0';
+	/* Mixed with SSL_get_error() codes (library 0): skip those. */
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (ERR_GET_LIB(e) != 0) {
+			ERR_error_string_n(e, err, sizeof(err));
+			if (strrchr(err, ':') != NULL)
+				memmove(err, strrchr(err, ':') + 1,
+				    strlen(strrchr(err, ':') + 1) + 1);
+		}
+	if (!tc->tc_connected) {
+		if (tc->tc_check.pc_rejected) {
+			STAT_ADD(stats->cs_tun_refused_identity, 1);
+			snprintf(err, sizeof(err), "peer identity %s rejected: "
+			    "%s", tc->tc_check.pc_got, tc->tc_check.pc_why);
+			tc_fail(tc, err);
+		} else {
+			char why[sizeof(err) + 32];
+
+			STAT_ADD(stats->cs_tun_refused_handshake, 1);
+			snprintf(why, sizeof(why), "handshake failed: %s",
+			    err[0] ? err : (what & BEV_EVENT_EOF) ?
+			    "closed by the peer" : strerror(
+			    EVUTIL_SOCKET_ERROR()));
+			tc_fail(tc, why);
+		}
+	} else if (what & BEV_EVENT_EOF) {
+		if (tc->tc_nstreams > 0)
+			tc_fail(tc, "closed by the peer");
+		tc->tc_dead = true;
+	} else
+		tc_fail(tc, err[0] ? err : strerror(EVUTIL_SOCKET_ERROR()));
+	tc_free(tc, WEFT_CLOSE_RESET);
+}
+
+static struct tun_conn *
+tc_alloc(struct weft_tunnel *tn, bool server)
+{
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	struct tun_conn *tc;
+
+	if ((tc = calloc(1, sizeof(*tc))) == NULL)
+		return NULL;
+	tc->tc_tun = tn;
+	tc->tc_server = server;
+	TAILQ_INIT(&tc->tc_streams);
+	snprintf(tc->tc_name, sizeof(tc->tc_name), "t%d-%llu", cx->cx_index,
+	    (unsigned long long)++tn->tn_next_conn);
+	if ((tc->tc_send_ev = event_new(cx->cx_base, -1, 0, tc_sendcb,
+	    tc)) == NULL || (tc->tc_timer = evtimer_new(cx->cx_base,
+	    tc_timercb, tc)) == NULL) {
+		if (tc->tc_send_ev != NULL)
+			event_free(tc->tc_send_ev);
+		free(tc);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&tn->tn_conns, tc, tc_entry);
+	tn->tn_nconns++;
+	return tc;
+}
+
+/* Free a connection: every stream still on it is reset (11, 20). */
+static void
+tc_free(struct tun_conn *tc, enum weft_close_reason r)
+{
+	struct weft_tunnel *tn = tc->tc_tun;
+	struct tun_stream *st;
+
+	if (tc->tc_in_recv) {
+		tc->tc_dead = true;
+		return;
+	}
+	while ((st = TAILQ_FIRST(&tc->tc_streams)) != NULL) {
+		TAILQ_REMOVE(&tc->tc_streams, st, ts_entry);
+		tc->tc_nstreams--;
+		st->ts_conn = NULL;
+		if (st->ts_unconsumed == 0 && st->ts_resp_ok &&
+		    st->ts_h2_rd_eof && st->ts_rd_eof && r == WEFT_CLOSE_EOF) {
+			ts_finish(st);
+			continue;
+		}
+		ts_set_reason(st, r == WEFT_CLOSE_EOF ? WEFT_CLOSE_RESET : r);
+		st->ts_plain_failed = true;
+		ts_finish(st);
+	}
+	if (tc->tc_h2 != NULL)
+		nghttp2_session_del(tc->tc_h2);
+	if (tc->tc_bev != NULL) {
+		/* An orderly end (idle, after GOAWAY, shutdown) is said in
+		 * TLS too: libevent never sends close_notify.  Only with the
+		 * output flushed; an SSL_write still pending keeps its bytes
+		 * in the output, so nothing is cut. */
+		if (tc->tc_connected && (r == WEFT_CLOSE_EOF ||
+		    r == WEFT_CLOSE_SHUTDOWN) && evbuffer_get_length(
+		    bufferevent_get_output(tc->tc_bev)) == 0) {
+			(void)SSL_shutdown(bufferevent_openssl_get_ssl(
+			    tc->tc_bev));
+			ERR_clear_error();
+		}
+		bufferevent_free(tc->tc_bev);	/* closes fd, frees SSL */
+	}
+	event_free(tc->tc_send_ev);
+	event_free(tc->tc_timer);
+	TAILQ_REMOVE(&tn->tn_conns, tc, tc_entry);
+	tn->tn_nconns--;
+	free(tc);
+	if (tn->tn_draining && tn->tn_nconns == 0)
+		event_active(tn->tn_drain_ev, EV_TIMEOUT, 0);
+}
+
+/* --- client --------------------------------------------------------------- */
+
+/* The pool key of a client connection: the same for the session kept from
+ * it and the one offered when dialing again. */
+static void
+tun_sess_key(const struct tun_conn *tc, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s|%s|%s", tc->tc_local_id, tc->tc_want,
+	    tc->tc_node);
+}
+
+static struct tun_sess *
+tun_sess_find(struct weft_tunnel *tn, const char *key)
+{
+	struct tun_sess *se;
+
+	TAILQ_FOREACH(se, &tn->tn_sessions, se_entry)
+		if (strcmp(se->se_key, key) == 0)
+			return se;
+	return NULL;
+}
+
+static int	tun_sess_exidx = -1;
+
+/* OpenSSL hands us a new session (TLS 1.3: after the handshake, from the
+ * NewSessionTicket): keep a copy, the last one per pool key.
+ *
+ * A copy, not the session itself: in TLS 1.3 the session passed here is
+ * the SSL's current one, and SSL_free() on a connection that never sent
+ * close_notify (libevent frees without SSL_shutdown; any abortive close)
+ * goes through ssl_clear_bad_session(), which marks exactly that session
+ * not_resumable.  SSL_set_session() still accepts it later, and the
+ * ClientHello quietly carries no PSK: a full handshake every time (the bug
+ * this replaced).  Returns 0: OpenSSL keeps its own reference. */
+static int
+tun_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tun_conn *tc = SSL_get_ex_data(ssl, tun_sess_exidx);
+	struct weft_tunnel *tn;
+	struct tun_sess *se;
+	SSL_SESSION *copy;
+	char key[3 * WEFT_SPIFFE_MAX];
+
+	if (tc == NULL || tc->tc_server || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	tn = tc->tc_tun;
+	tun_sess_key(tc, key, sizeof(key));
+	if ((copy = SSL_SESSION_dup(sess)) == NULL)
+		return 0;
+	if ((se = tun_sess_find(tn, key)) == NULL) {
+		if ((se = calloc(1, sizeof(*se))) == NULL ||
+		    (se->se_key = strdup(key)) == NULL) {
+			free(se);
+			SSL_SESSION_free(copy);
+			return 0;
+		}
+		TAILQ_INSERT_TAIL(&tn->tn_sessions, se, se_entry);
+	} else if (se->se_sess != NULL)
+		SSL_SESSION_free(se->se_sess);
+	se->se_sess = copy;
+	/* Made with this store's certificate and bundle; a rotation on our
+	 * side drops it (tc_dial). */
+	se->se_version = weft_certstore_version();
+	log_debug("tunnel %s: session kept for %s", tc->tc_name, key);
+	return 0;
+}
+
+static struct tun_conn *
+tc_dial(struct weft_tunnel *tn, struct tun_stream *st)
+{
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	struct tun_conn *tc;
+	struct tun_sess *se;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	uint32_t mark = cx->cx_cfg.rc_own_mark;
+	char key[3 * WEFT_SPIFFE_MAX], err[256];
+	int fd, one = 1;
+
+	if ((ctx = weft_tls_client_ctx(tn->tn_tls, st->ts_src_id)) == NULL) {
+		STAT_ADD(cx->cx_stats.cs_tun_refused_no_cert, 1);
+		return NULL;
+	}
+	SSL_CTX_sess_set_new_cb(ctx, tun_new_session_cb);
+	if ((tc = tc_alloc(tn, false)) == NULL)
+		return NULL;
+	snprintf(tc->tc_local_id, sizeof(tc->tc_local_id), "%s",
+	    st->ts_src_id);
+	snprintf(tc->tc_want, sizeof(tc->tc_want), "%s",
+	    tn->tn_test.tt_expect != NULL ? tn->tn_test.tt_expect :
+	    st->ts_dst_id);
+	snprintf(tc->tc_node, sizeof(tc->tc_node), "%s", st->ts_node);
+	memcpy(&tc->tc_peer, &st->ts_dial, sizeof(tc->tc_peer));
+	tc->tc_check.pc_want_id = tc->tc_want;
+
+	fd = socket(st->ts_dial.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto fail;
+	if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark,
+	    sizeof(mark)) == -1) {
+		close(fd);
+		goto fail;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&st->ts_dial, st->ts_dial_len) ==
+	    -1 && errno != EINPROGRESS) {
+		log_info("tunnel %s: connect to %s: %s", tc->tc_name,
+		    st->ts_node, strerror(errno));
+		close(fd);
+		goto fail;
+	}
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		close(fd);
+		goto fail;
+	}
+	weft_tls_set_peer_check(ssl, &tc->tc_check);
+	SSL_set_ex_data(ssl, tun_sess_exidx, tc);
+	tun_sess_key(tc, key, sizeof(key));
+	if ((se = tun_sess_find(tn, key)) != NULL && se->se_sess != NULL) {
+		X509 *peer = SSL_SESSION_get0_peer(se->se_sess);
+
+		/* Not across a rotation on our side, nor past the server
+		 * certificate's end (it was verified in the full handshake
+		 * only). */
+		if (se->se_version != weft_certstore_version() ||
+		    !SSL_SESSION_is_resumable(se->se_sess) || peer == NULL ||
+		    X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0) {
+			SSL_SESSION_free(se->se_sess);
+			se->se_sess = NULL;
+		} else if (SSL_set_session(ssl, se->se_sess) != 1)
+			log_debug("tunnel %s: cannot resume", tc->tc_name);
+	}
+	/* The socket is already connecting: "CONNECTING" waits for it. */
+	if ((tc->tc_bev = bufferevent_openssl_socket_new(cx->cx_base, fd, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS)) == NULL) {
+		SSL_free(ssl);
+		close(fd);
+		goto fail;
+	}
+	bufferevent_setcb(tc->tc_bev, tc_readcb, tc_writecb, tc_eventcb, tc);
+	bufferevent_setwatermark(tc->tc_bev, EV_WRITE, TUN_TLS_OUT_LOW, 0);
+	bufferevent_enable(tc->tc_bev, EV_READ | EV_WRITE);
+	/* nghttp2 exists before the handshake ends so that requests can be
+	 * submitted; nothing is sent until then (tc_connected). */
+	if (tc_session_new(tc) == -1)
+		goto fail;
+	tun_timer_arm(tc->tc_timer, tn->tn_cfg.tu_handshake_ms);
+	STAT_ADD(cx->cx_stats.cs_tun_dialed, 1);
+	return tc;
+fail:
+	log_info("tunnel %s: cannot dial %s: %s", tc->tc_name, st->ts_node,
+	    weft_tls_error(err, sizeof(err)));
+	tc_free(tc, WEFT_CLOSE_ERROR);
+	return NULL;
+}
+
+/* A pooled connection with room for one more stream, or a new one. */
+static struct tun_conn *
+tc_pool_get(struct weft_tunnel *tn, struct tun_stream *st)
+{
+	struct tun_conn *tc;
+	uint32_t lim, peer;
+
+	TAILQ_FOREACH(tc, &tn->tn_conns, tc_entry) {
+		if (tc->tc_server || tc->tc_goaway || tc->tc_closing ||
+		    tc->tc_dead)
+			continue;
+		if (strcmp(tc->tc_local_id, st->ts_src_id) != 0 ||
+		    strcmp(tc->tc_node, st->ts_node) != 0 ||
+		    strcmp(tc->tc_want, tn->tn_test.tt_expect != NULL ?
+		    tn->tn_test.tt_expect : st->ts_dst_id) != 0)
+			continue;
+		if (!nghttp2_session_check_request_allowed(tc->tc_h2)) {
+			/* Ids spent or GOAWAY: retire it (10). */
+			tc->tc_goaway = true;
+			tc_idle_check(tc);
+			continue;
+		}
+		lim = tn->tn_cfg.tu_max_streams;
+		if (tc->tc_got_settings) {
+			peer = nghttp2_session_get_remote_settings(tc->tc_h2,
+			    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+			if (peer < lim)
+				lim = peer;
+		}
+		if (tc->tc_nstreams < lim)
+			return tc;
+	}
+	return tc_dial(tn, st);
+}
+
+static int
+ts_submit(struct tun_stream *st)
+{
+	struct weft_tunnel *tn = st->ts_tun;
+	struct tun_conn *tc;
+	nghttp2_data_provider prd;
+	char auth[64], orig[64];
+	int32_t id;
+	nghttp2_nv nv[4];
+
+	if ((tc = tc_pool_get(tn, st)) == NULL)
+		return -1;
+	tun_authority(&st->ts_target, auth, sizeof(auth));
+	tun_authority(&st->ts_src, orig, sizeof(orig));
+#define NV(n, v) (nghttp2_nv){ (uint8_t *)(n), (uint8_t *)(v), strlen(n), \
+	strlen(v), NGHTTP2_NV_FLAG_NONE }
+	/* Pseudo-headers first, no :scheme / :path (pitfall 1). */
+	nv[0] = NV(":method", "CONNECT");
+	nv[1] = NV(":authority", auth);
+	nv[2] = NV("x-weft-request-id", st->ts_name);
+	nv[3] = NV("x-weft-original-source", orig);
+#undef NV
+	prd.source.ptr = st;
+	prd.read_callback = tun_read_cb;
+	if ((id = nghttp2_submit_request(tc->tc_h2, NULL, nv, 4, &prd,
+	    st)) < 0) {
+		log_info("conn %s: submit on %s: %s", st->ts_name, tc->tc_name,
+		    nghttp2_strerror(id));
+		tc->tc_goaway = true;
+		tc_idle_check(tc);
+		return -1;
+	}
+	st->ts_id = id;
+	st->ts_conn = tc;
+	TAILQ_INSERT_TAIL(&tc->tc_streams, st, ts_entry);
+	tc->tc_nstreams++;
+	evtimer_del(tc->tc_timer);
+	if (!tc->tc_connected)
+		tun_timer_arm(tc->tc_timer, tn->tn_cfg.tu_handshake_ms);
+	tc_schedule_send(tc);
+	return 0;
+}
+
+static void
+tun_retrycb(evutil_socket_t fd, short what, void *arg)
+{
+	struct weft_tunnel *tn = arg;
+	struct tun_stream *st;
+
+	(void)fd;
+	(void)what;
+	while ((st = TAILQ_FIRST(&tn->tn_retry)) != NULL) {
+		TAILQ_REMOVE(&tn->tn_retry, st, ts_entry);
+		st->ts_retry = false;
+		log_debug("conn %s: refused stream, retry %d", st->ts_name,
+		    st->ts_retries);
+		if (ts_submit(st) == -1) {
+			ts_set_reason(st, WEFT_CLOSE_NO_ROUTE);
+			ts_finish(st);
+		}
+	}
+}
+
+void
+weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
+    bool rd_eof, const char *id, const struct sockaddr_storage *src,
+    const struct sockaddr_storage *dst, const struct weft_decision *d,
+    const struct timespec *start)
+{
+	struct tun_stream *st;
+	int one = 1;
+
+	if ((st = ts_new(tn, false)) == NULL) {
+		log_warn("conn %s: tunnel stream", id);
+		tun_linger0(fd);
+		close(fd);
+		STAT_ADD(tn->tn_cx->cx_stats.cs_closed[WEFT_CLOSE_ERROR], 1);
+		return;
+	}
+	snprintf(st->ts_name, sizeof(st->ts_name), "%s", id);
+	memcpy(&st->ts_src, src, sizeof(st->ts_src));
+	memcpy(&st->ts_dst, dst, sizeof(st->ts_dst));
+	/* The pod the decision chose, not the original destination: for a
+	 * service that is its VIP, which the peer node cannot connect to. */
+	if (d->d_upstream_len > 0)
+		memcpy(&st->ts_target, &d->d_upstream, sizeof(st->ts_target));
+	else
+		memcpy(&st->ts_target, dst, sizeof(st->ts_target));
+	if (tn->tn_test.tt_dial != NULL) {
+		memcpy(&st->ts_dial, tn->tn_test.tt_dial, sizeof(st->ts_dial));
+		st->ts_dial_len = st->ts_dial.ss_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	} else {
+		memcpy(&st->ts_dial, &d->d_tunnel, sizeof(st->ts_dial));
+		st->ts_dial_len = d->d_tunnel_len;
+	}
+	if (ts_set_strings(st, d->d_src_id, d->d_dst_id, d->d_node,
+	    d->d_route) == -1) {
+		log_warn("conn %s: tunnel stream", id);
+		tun_linger0(fd);
+		close(fd);
+		ts_set_reason(st, WEFT_CLOSE_ERROR);
+		ts_finish(st);
+		return;
+	}
+	st->ts_start = *start;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ts_attach(st, fd) == -1) {
+		close(fd);
+		ts_set_reason(st, WEFT_CLOSE_ERROR);
+		ts_finish(st);
+		return;
+	}
+	st->ts_connected = true;
+	bufferevent_enable(st->ts_bev, EV_WRITE);
+	evbuffer_add_buffer(st->ts_in, pending);
+	st->ts_rd_eof = rd_eof;
+	if (ts_submit(st) == -1) {
+		ts_set_reason(st, WEFT_CLOSE_NO_ROUTE);
+		ts_finish(st);
+		return;
+	}
+	/* Reading before the 200 only fills ts_in (bounded); it lets us see
+	 * the app's FIN or reset early. */
+	ts_read_enable(st);
+}
+
+/* --- server --------------------------------------------------------------- */
+
+int
+weft_tunnel_accept(struct weft_tunnel *tn, int fd)
+{
+	struct weft_conn_ctx *cx = tn->tn_cx;
+	const struct weft_snapshot *snap;
+	const struct weft_snap_pod *pod;
+	struct sockaddr_storage local;
+	struct tun_conn *tc;
+	struct weft_gen *g;
+	struct weft_ip ip;
+	socklen_t len;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	char a[WEFT_SOCKADDR_STRLEN];
+	const char *why = NULL;
+
+	if ((tc = tc_alloc(tn, true)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	len = sizeof(tc->tc_peer);
+	(void)getpeername(fd, (struct sockaddr *)&tc->tc_peer, &len);
+	/* TPROXY: the original destination is our local address. */
+	len = sizeof(local);
+	if (getsockname(fd, (struct sockaddr *)&local, &len) == -1 ||
+	    weft_ip_from_sockaddr((struct sockaddr *)&local, &ip, NULL) == -1) {
+		close(fd);
+		tc_free(tc, WEFT_CLOSE_ERROR);
+		return 0;
+	}
+	g = tun_gen(tn);
+	snap = g != NULL ? weft_gen_snapshot(g) : NULL;
+	pod = g != NULL ? weft_gen_pod_by_ip(g, &ip) : NULL;
+	if (pod == NULL)
+		why = "not a pod";
+	else if (!pod->meshed || !weft_gen_pod_is_local(g, pod))
+		why = "not a local meshed pod";
+	else if (snap->trust_domain == NULL || weft_spiffe_format(
+	    snap->trust_domain, pod->namespace, pod->service_account,
+	    tc->tc_local_id, sizeof(tc->tc_local_id)) == NULL)
+		why = "no identity";
+	if (why == NULL)
+		snprintf(tc->tc_want, sizeof(tc->tc_want), "%s",
+		    snap->trust_domain);
+	weft_gen_unref(g);
+	if (why == NULL && (ctx = weft_tls_server_ctx(tn->tn_tls,
+	    tc->tc_local_id)) == NULL)
+		why = "no certificate";
+	if (why != NULL) {
+		STAT_ADD(cx->cx_stats.cs_tun_refused_no_cert, 1);
+		log_info("tunnel %s from %s to %s refused: %s", tc->tc_name,
+		    weft_sockaddr_str((struct sockaddr *)&tc->tc_peer, a,
+		    sizeof(a)), weft_ip_str(&ip, a, sizeof(a)), why);
+		tun_linger0(fd);
+		close(fd);
+		tc_free(tc, WEFT_CLOSE_DENIED);
+		return 0;
+	}
+	tc->tc_check.pc_want_td = tc->tc_want;
+	if ((ssl = SSL_new(ctx)) == NULL) {
+		close(fd);
+		tc_free(tc, WEFT_CLOSE_ERROR);
+		return 0;
+	}
+	weft_tls_set_peer_check(ssl, &tc->tc_check);
+	if ((tc->tc_bev = bufferevent_openssl_socket_new(cx->cx_base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS)) == NULL) {
+		SSL_free(ssl);
+		close(fd);
+		tc_free(tc, WEFT_CLOSE_ERROR);
+		return 0;
+	}
+	bufferevent_setcb(tc->tc_bev, tc_readcb, tc_writecb, tc_eventcb, tc);
+	bufferevent_setwatermark(tc->tc_bev, EV_WRITE, TUN_TLS_OUT_LOW, 0);
+	bufferevent_enable(tc->tc_bev, EV_READ | EV_WRITE);
+	tun_timer_arm(tc->tc_timer, tn->tn_cfg.tu_handshake_ms);
+	return 0;
+}
+
+/* --- the tunnel ----------------------------------------------------------- */
+
+struct weft_tunnel *
+weft_tunnel_new(struct weft_conn_ctx *cx, const struct weft_tunnel_config *cfg)
+{
+	struct weft_tunnel *tn;
+	nghttp2_session_callbacks *cbs;
+
+	if (tun_sess_exidx == -1)
+		tun_sess_exidx = SSL_get_ex_new_index(0,
+		    (void *)"weft tunnel conn", NULL, NULL, NULL);
+	if ((tn = calloc(1, sizeof(*tn))) == NULL)
+		return NULL;
+	tn->tn_cx = cx;
+	tn->tn_cfg = *cfg;
+	if (tn->tn_cfg.tu_max_streams == 0)
+		tn->tn_cfg.tu_max_streams = 100;
+	if (tn->tn_cfg.tu_idle_ms <= 0)
+		tn->tn_cfg.tu_idle_ms = 60000;
+	if (tn->tn_cfg.tu_handshake_ms <= 0)
+		tn->tn_cfg.tu_handshake_ms = 10000;
+	if (tn->tn_cfg.tu_drain_ms <= 0)
+		tn->tn_cfg.tu_drain_ms = 2000;
+	TAILQ_INIT(&tn->tn_conns);
+	TAILQ_INIT(&tn->tn_streams);
+	TAILQ_INIT(&tn->tn_retry);
+	TAILQ_INIT(&tn->tn_sessions);
+	if ((tn->tn_tls = weft_tls_cache_new()) == NULL ||
+	    (tn->tn_retry_ev = event_new(cx->cx_base, -1, 0, tun_retrycb,
+	    tn)) == NULL || (tn->tn_drain_ev = evtimer_new(cx->cx_base,
+	    tun_draincb, tn)) == NULL ||
+	    nghttp2_session_callbacks_new(&cbs) != 0)
+		goto fail;
+	tn->tn_cbs = cbs;
+	nghttp2_session_callbacks_set_send_callback(cbs, tun_send_cb);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs,
+	    tun_on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, tun_on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs,
+	    tun_on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
+	    tun_on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs,
+	    tun_on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
+	    tun_on_stream_close);
+	nghttp2_session_callbacks_set_error_callback2(cbs, tun_on_error);
+	if (nghttp2_option_new(&tn->tn_opt) != 0)
+		goto fail;
+	nghttp2_option_set_no_auto_window_update(tn->tn_opt, 1);
+	cx->cx_tunnel = tn;
+	return tn;
+fail:
+	weft_tunnel_free(tn);
+	return NULL;
+}
+
+/* Server: a shutdown notice first, then (final) the real GOAWAY with the
+ * last stream we processed, so that streams the client sent meanwhile are
+ * still served (pitfall 9).  Client: no new stream; GOAWAY once idle. */
+static void
+tc_goaway(struct tun_conn *tc, bool final)
+{
+	if (!tc->tc_connected || tc->tc_dead || tc->tc_closing)
+		return;
+	if (!tc->tc_server) {
+		tc->tc_goaway = true;
+		tc_idle_check(tc);
+		return;
+	}
+	if (final)
+		(void)nghttp2_submit_goaway(tc->tc_h2, NGHTTP2_FLAG_NONE,
+		    nghttp2_session_get_last_proc_stream_id(tc->tc_h2),
+		    NGHTTP2_NO_ERROR, NULL, 0);
+	else
+		(void)nghttp2_submit_shutdown_notice(tc->tc_h2);
+	tc_schedule_send(tc);
+}
+
+static void
+tun_draincb(evutil_socket_t fd, short what, void *arg)
+{
+	struct weft_tunnel *tn = arg;
+	struct tun_conn *tc, *next;
+	void (*done)(void *);
+	double ms = tun_ms_since(&tn->tn_drain_start);
+	int left;
+
+	(void)fd;
+	(void)what;
+	if (!tn->tn_draining)
+		return;
+	if (tn->tn_nconns == 0 || ms >= tn->tn_cfg.tu_drain_ms) {
+		if (tn->tn_nconns > 0)
+			log_info("tunnel: %zu connections, %zu streams still "
+			    "open after %.0f ms", tn->tn_nconns,
+			    tn->tn_nstreams, ms);
+		else
+			log_debug("tunnel: drained in %.0f ms", ms);
+		tn->tn_draining = false;
+		done = tn->tn_drain_done;
+		tn->tn_drain_done = NULL;
+		if (done != NULL)
+			done(tn->tn_drain_arg);
+		return;
+	}
+	if (!tn->tn_goaway_sent && ms >= TUN_GOAWAY_DELAY_MS) {
+		tn->tn_goaway_sent = true;
+		for (tc = TAILQ_FIRST(&tn->tn_conns); tc != NULL; tc = next) {
+			next = TAILQ_NEXT(tc, tc_entry);
+			if (tc->tc_server)
+				tc_goaway(tc, true);
+		}
+	}
+	left = tn->tn_goaway_sent ? tn->tn_cfg.tu_drain_ms - (int)ms :
+	    TUN_GOAWAY_DELAY_MS - (int)ms;
+	tun_timer_arm(tn->tn_drain_ev, left > 1 ? left : 1);
+}
+
+void
+weft_tunnel_drain(struct weft_tunnel *tn, void (*done)(void *), void *arg)
+{
+	struct tun_conn *tc, *next;
+
+	tn->tn_draining = true;
+	tn->tn_goaway_sent = false;
+	tn->tn_drain_done = done;
+	tn->tn_drain_arg = arg;
+	clock_gettime(CLOCK_MONOTONIC, &tn->tn_drain_start);
+	if (tn->tn_nconns > 0)
+		log_info("tunnel: draining %zu connections, %zu streams",
+		    tn->tn_nconns, tn->tn_nstreams);
+	/* tc_goaway may free nothing here (sends are deferred), but walk
+	 * safely anyway. */
+	for (tc = TAILQ_FIRST(&tn->tn_conns); tc != NULL; tc = next) {
+		next = TAILQ_NEXT(tc, tc_entry);
+		tc_goaway(tc, false);
+	}
+	if (tn->tn_nconns == 0)
+		event_active(tn->tn_drain_ev, EV_TIMEOUT, 0);
+	else
+		tun_timer_arm(tn->tn_drain_ev, TUN_GOAWAY_DELAY_MS);
+}
+
+void
+weft_tunnel_shutdown(struct weft_tunnel *tn)
+{
+	struct tun_conn *tc;
+	struct tun_stream *st;
+
+	/* A drain in progress ends here, without its done callback. */
+	tn->tn_draining = false;
+	tn->tn_drain_done = NULL;
+	if (tn->tn_drain_ev != NULL)
+		evtimer_del(tn->tn_drain_ev);
+	while ((tc = TAILQ_FIRST(&tn->tn_conns)) != NULL) {
+		tc->tc_in_recv = false;
+		tc_free(tc, WEFT_CLOSE_SHUTDOWN);
+	}
+	while ((st = TAILQ_FIRST(&tn->tn_streams)) != NULL) {
+		ts_set_reason(st, WEFT_CLOSE_SHUTDOWN);
+		ts_finish(st);
+	}
+}
+
+void
+weft_tunnel_free(struct weft_tunnel *tn)
+{
+	struct tun_sess *se;
+
+	if (tn == NULL)
+		return;
+	weft_tunnel_shutdown(tn);
+	while ((se = TAILQ_FIRST(&tn->tn_sessions)) != NULL) {
+		TAILQ_REMOVE(&tn->tn_sessions, se, se_entry);
+		SSL_SESSION_free(se->se_sess);
+		free(se->se_key);
+		free(se);
+	}
+	if (tn->tn_retry_ev != NULL)
+		event_free(tn->tn_retry_ev);
+	if (tn->tn_drain_ev != NULL)
+		event_free(tn->tn_drain_ev);
+	if (tn->tn_cbs != NULL)
+		nghttp2_session_callbacks_del(tn->tn_cbs);
+	if (tn->tn_opt != NULL)
+		nghttp2_option_del(tn->tn_opt);
+	weft_tls_cache_free(tn->tn_tls);
+	if (tn->tn_cx != NULL && tn->tn_cx->cx_tunnel == tn)
+		tn->tn_cx->cx_tunnel = NULL;
+	free(tn);
+}
+
+bool
+weft_tunnel_can_dial(struct weft_tunnel *tn, const char *id)
+{
+	return weft_tls_client_ctx(tn->tn_tls, id) != NULL;
+}
+
+size_t
+weft_tunnel_nconns(const struct weft_tunnel *tn)
+{
+	return tn->tn_nconns;
+}
+
+size_t
+weft_tunnel_nstreams(const struct weft_tunnel *tn)
+{
+	return tn->tn_nstreams;
+}
+
+struct weft_tunnel_test *
+weft_tunnel_test_hooks(struct weft_tunnel *tn)
+{
+	return &tn->tn_test;
+}
