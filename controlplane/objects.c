@@ -374,7 +374,8 @@ v_labels(struct vdoc *v, struct json_object *o, const char *key,
 		    out->items[out->n - 1].value == NULL)
 			return -1;
 	}
-	qsort(out->items, out->n, sizeof(*out->items), label_cmp);
+	if (out->n > 1)
+		qsort(out->items, out->n, sizeof(*out->items), label_cmp);
 	return 0;
 }
 

@@ -110,7 +110,9 @@ weft_gen_build(struct weft_snapshot *snap, char **err)
 		n++;
 	}
 	g->n_pods = n;
-	qsort(g->pods, g->n_pods, sizeof(*g->pods), gen_pod_ix_cmp);
+	/* qsort and bsearch take no NULL base, even for zero elements. */
+	if (g->n_pods > 0)
+		qsort(g->pods, g->n_pods, sizeof(*g->pods), gen_pod_ix_cmp);
 	for (i = 1; i < g->n_pods; i++) {
 		if (gen_pod_ix_cmp(&g->pods[i - 1], &g->pods[i]) == 0) {
 			/* Two pods claim one address: the snapshot is
@@ -145,7 +147,8 @@ weft_gen_build(struct weft_snapshot *snap, char **err)
 		}
 	}
 	g->n_vips = n;
-	qsort(g->vips, g->n_vips, sizeof(*g->vips), gen_vip_ix_cmp);
+	if (g->n_vips > 0)
+		qsort(g->vips, g->n_vips, sizeof(*g->vips), gen_vip_ix_cmp);
 	for (i = 1; i < g->n_vips; i++) {
 		if (gen_vip_ix_cmp(&g->vips[i - 1], &g->vips[i]) == 0)
 			log_warnx("services %s/%s and %s/%s share %s port %u; "
@@ -225,6 +228,8 @@ weft_gen_pod_by_ip(const struct weft_gen *g, const struct weft_ip *ip)
 {
 	struct gen_pod_ix key, *hit;
 
+	if (g->n_pods == 0)
+		return NULL;
 	key.ip = *ip;
 	hit = bsearch(&key, g->pods, g->n_pods, sizeof(*g->pods),
 	    gen_pod_ix_cmp);
@@ -258,6 +263,8 @@ weft_gen_service_by_vip(const struct weft_gen *g, const struct weft_ip *ip,
 {
 	struct gen_vip_ix key, *hit;
 
+	if (g->n_vips == 0)
+		return NULL;
 	memset(&key, 0, sizeof(key));
 	key.ip = *ip;
 	key.port = port;

@@ -54,6 +54,7 @@ static int
 tap_done(void)
 {
 	printf("1..%d\n", tap_n);
+	fflush(stdout);
 	return tap_failed ? 1 : 0;
 }
 

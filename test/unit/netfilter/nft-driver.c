@@ -175,12 +175,15 @@ main(int argc, char **argv)
 		printf("own: %s\n", weft_nft_monitor_read(fd) == 0 ? "quiet" :
 		    "changed");
 		fflush(stdout);
+		rc = 0;
 		while (poll(&pfd, 1, secs * 1000) > 0)
 			if (weft_nft_monitor_read(fd) == 1) {
-				printf("foreign: changed\n");
-				return 0;
+				rc = 1;
+				break;
 			}
-		printf("foreign: quiet\n");
+		printf("foreign: %s\n", rc ? "changed" : "quiet");
+		close(fd);
+		weft_nft_close(n);
 		return 0;
 	}
 	if (strcmp(argv[1], "apply") == 0) {
