@@ -15,8 +15,10 @@
  * - The data provider defers when it has nothing (3); the client's defers
  *   until the 200 (12), so a refused stream can be retried elsewhere.
  * - The plain side is read with our own readv (libevent 2.1 reads 4 KiB at
- *   a time, 14), into an evbuffer bounded at 64 KiB; writes go through a
- *   socket bufferevent.  No OpenSSL read-ahead on the TLS side (15).
+ *   a time, 14), into an evbuffer bounded at 64 KiB, and written from one
+ *   with evbuffer_write_atmost: two events, no bufferevent, and the
+ *   buffers exist only while they hold data, so an idle stream is small.
+ *   No OpenSSL read-ahead on the TLS side (15).
  * - Error answers go without a body; the RST that follows is submitted once
  *   the HEADERS went out (7).  REFUSED_STREAM (GOAWAY, peer limit) is
  *   retried on another connection (8, 9).  Spent stream ids retire the
@@ -66,7 +68,10 @@
 #define TUN_TLS_OUT_HIGH	(256 * 1024)	/* send_cb: WOULDBLOCK above */
 #define TUN_TLS_OUT_LOW		(64 * 1024)	/* write cb: send again */
 #define TUN_PLAIN_IN_HIGH	(64 * 1024)	/* plain input, per stream */
-#define TUN_READ_CHUNK		(64 * 1024)
+#define TUN_READ_CHUNK		(64 * 1024)	/* plain side, per read: at most */
+#define TUN_READ_MIN		(4 * 1024)	/* and at first; it doubles
+						 * while reads fill it */
+#define TUN_WRITE_MAX		(512 * 1024)	/* plain side, per write */
 #define TUN_SERVER_STREAMS	1000
 #define TUN_RETRIES		3
 #define TUN_GOAWAY_DELAY_MS	100	/* notice -> final GOAWAY: ~1 RTT
@@ -77,6 +82,14 @@
 	    memory_order_relaxed) + (n), memory_order_relaxed)
 
 struct tun_conn;
+
+/* An IPv4 or IPv6 socket address: 28 bytes where a sockaddr_storage is 128
+ * (a stream keeps four). */
+union tun_sa {
+	struct sockaddr		sa;
+	struct sockaddr_in	sin;
+	struct sockaddr_in6	sin6;
+};
 
 struct tun_stream {
 	TAILQ_ENTRY(tun_stream) ts_entry;	/* in ts_conn->tc_streams */
@@ -89,16 +102,22 @@ struct tun_stream {
 	char		 ts_name[32];		/* "w1-42" */
 	/* Plain side. */
 	int		 ts_fd;			/* -1 before / after */
-	struct bufferevent *ts_bev;		/* writes; owns ts_fd */
 	struct event	*ts_rev;		/* our reader */
-	struct evbuffer	*ts_in;			/* read, not yet framed */
-	struct evbuffer_cb_entry *ts_outcb;	/* on ts_bev's output */
+	struct event	*ts_wev;		/* writes ts_out; the server's
+						 * connect.  With ts_rev: owns
+						 * ts_fd */
+	struct evbuffer	*ts_in;			/* read, not yet framed; NULL
+						 * when empty */
+	struct evbuffer	*ts_out;		/* DATA not yet written; NULL
+						 * when empty */
 	bool		 ts_reading;
 	bool		 ts_connected;		/* plain socket is usable */
 	bool		 ts_rd_eof;		/* plain FIN seen */
 	bool		 ts_wr_shut;		/* we shut its write side */
 	bool		 ts_plain_failed;
 	size_t		 ts_unconsumed;		/* DATA not yet written out */
+	uint32_t	 ts_rdsize;		/* next read: TUN_READ_MIN ..
+						 * TUN_READ_CHUNK */
 	/* h2 side. */
 	bool		 ts_deferred;		/* provider returned DEFERRED */
 	bool		 ts_resp_ok;		/* 200 received / sent */
@@ -112,8 +131,8 @@ struct tun_stream {
 	enum weft_close_reason ts_reason;
 	bool		 ts_reason_set;
 	/* For the log line and retries. */
-	struct sockaddr_storage ts_src, ts_dst, ts_dial;
-	struct sockaddr_storage ts_target;	/* client: the CONNECT target,
+	union tun_sa	 ts_src, ts_dst, ts_dial;
+	union tun_sa	 ts_target;		/* client: the CONNECT target,
 						 * the chosen endpoint (ts_dst
 						 * may be a service VIP) */
 	socklen_t	 ts_dial_len;
@@ -264,15 +283,34 @@ tun_linger0(int fd)
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
+static void
+tun_sa_set(union tun_sa *d, const struct sockaddr_storage *s)
+{
+	memset(d, 0, sizeof(*d));
+	if (s->ss_family == AF_INET6)
+		memcpy(&d->sin6, s, sizeof(d->sin6));
+	else if (s->ss_family == AF_INET)
+		memcpy(&d->sin, s, sizeof(d->sin));
+	else
+		d->sa.sa_family = s->ss_family;
+}
+
+static void
+tun_sa_get(const union tun_sa *s, struct sockaddr_storage *d)
+{
+	memset(d, 0, sizeof(*d));
+	memcpy(d, s, sizeof(*s));
+}
+
 /* "10.0.0.1:80" / "[fd00::1]:80" */
 static void
-tun_authority(const struct sockaddr_storage *ss, char *buf, size_t len)
+tun_authority(const union tun_sa *ss, char *buf, size_t len)
 {
 	struct weft_ip ip;
 	uint16_t port = 0;
 	char a[WEFT_SOCKADDR_STRLEN];
 
-	if (weft_ip_from_sockaddr((const struct sockaddr *)ss, &ip,
+	if (weft_ip_from_sockaddr(&ss->sa, &ip,
 	    &port) == -1) {
 		snprintf(buf, len, "?");
 		return;
@@ -293,10 +331,6 @@ ts_new(struct weft_tunnel *tn, bool server)
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return NULL;
-	if ((st->ts_in = evbuffer_new()) == NULL) {
-		free(st);
-		return NULL;
-	}
 	st->ts_tun = tn;
 	st->ts_server = server;
 	st->ts_fd = -1;
@@ -345,16 +379,10 @@ ts_read_disable(struct tun_stream *st)
 
 /* The plain socket took n bytes: open the h2 windows by as much. */
 static void
-ts_outcb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+ts_consumed(struct tun_stream *st, size_t n)
 {
-	struct tun_stream *st = arg;
-	size_t n;
-
-	(void)b;
-	if (info->n_deleted == 0)
-		return;
-	n = info->n_deleted < st->ts_unconsumed ? info->n_deleted :
-	    st->ts_unconsumed;
+	if (n > st->ts_unconsumed)
+		n = st->ts_unconsumed;
 	st->ts_unconsumed -= n;
 	if (n > 0 && st->ts_conn != NULL && st->ts_id > 0) {
 		nghttp2_session_consume(st->ts_conn->tc_h2, st->ts_id, n);
@@ -362,15 +390,20 @@ ts_outcb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
 	}
 }
 
-/* Everything written out: pass END_STREAM on as a FIN; a finished stream
- * can go. */
+/* Everything written out: stop watching for writability (once connected),
+ * give back the empty output buffer, pass END_STREAM on as a FIN; a
+ * finished stream can go. */
 static void
-ts_plain_writecb(struct bufferevent *bev, void *arg)
+ts_plain_writecb(struct tun_stream *st)
 {
-	struct tun_stream *st = arg;
-
-	if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+	if (st->ts_out != NULL && evbuffer_get_length(st->ts_out) != 0)
 		return;
+	if (st->ts_out != NULL) {
+		evbuffer_free(st->ts_out);
+		st->ts_out = NULL;
+	}
+	if (st->ts_connected && st->ts_wev != NULL)
+		event_del(st->ts_wev);
 	if (st->ts_h2_rd_eof && !st->ts_wr_shut && st->ts_connected) {
 		(void)shutdown(st->ts_fd, SHUT_WR);
 		st->ts_wr_shut = true;
@@ -379,43 +412,44 @@ ts_plain_writecb(struct bufferevent *bev, void *arg)
 		ts_finish(st);
 }
 
+/* Server: the pod accepted; answer 200 and start reading. */
 static void
-ts_plain_eventcb(struct bufferevent *bev, short what, void *arg)
+ts_plain_connected(struct tun_stream *st)
 {
-	struct tun_stream *st = arg;
-	int err = EVUTIL_SOCKET_ERROR();
+	static const nghttp2_nv ok[] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
+		    NGHTTP2_NV_FLAG_NONE },
+	};
+	nghttp2_data_provider prd;
 
-	(void)bev;
-	if (what & BEV_EVENT_CONNECTED) {
-		/* Server: the pod accepted; answer 200 and start reading. */
-		static const nghttp2_nv ok[] = {
-			{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
-			    NGHTTP2_NV_FLAG_NONE },
-		};
-		nghttp2_data_provider prd;
-
-		st->ts_connected = true;
-		bufferevent_enable(st->ts_bev, EV_WRITE);
-		if (st->ts_conn == NULL) {
-			ts_finish(st);
-			return;
-		}
-		prd.source.ptr = st;
-		prd.read_callback = tun_read_cb;
-		if (nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, ok,
-		    1, &prd) != 0) {
-			nghttp2_submit_rst_stream(st->ts_conn->tc_h2,
-			    NGHTTP2_FLAG_NONE, st->ts_id, NGHTTP2_INTERNAL_ERROR);
-			ts_set_reason(st, WEFT_CLOSE_ERROR);
-		} else
-			st->ts_resp_ok = true;
-		ts_read_enable(st);
-		/* DATA that came before the connect may already carry the
-		 * END_STREAM. */
-		ts_plain_writecb(st->ts_bev, st);
-		tc_schedule_send(st->ts_conn);
+	st->ts_connected = true;
+	if (st->ts_conn == NULL) {
+		ts_finish(st);
 		return;
 	}
+	prd.source.ptr = st;
+	prd.read_callback = tun_read_cb;
+	if (nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, ok,
+	    1, &prd) != 0) {
+		nghttp2_submit_rst_stream(st->ts_conn->tc_h2,
+		    NGHTTP2_FLAG_NONE, st->ts_id, NGHTTP2_INTERNAL_ERROR);
+		ts_set_reason(st, WEFT_CLOSE_ERROR);
+	} else
+		st->ts_resp_ok = true;
+	ts_read_enable(st);
+	/* DATA that came before the connect may already carry the
+	 * END_STREAM; with none queued, stop watching for writability. */
+	ts_plain_writecb(st);
+	tc_schedule_send(st->ts_conn);
+}
+
+/* The plain socket failed (err: errno): the server's connect to the pod
+ * (502) or a write. */
+static void
+ts_plain_error(struct tun_stream *st, int err)
+{
+	if (st->ts_wev != NULL)
+		event_del(st->ts_wev);
 	if (!st->ts_connected && st->ts_server && st->ts_conn != NULL &&
 	    !st->ts_resp_ok) {
 		/* Target connect failed: 502, no body. */
@@ -427,8 +461,7 @@ ts_plain_eventcb(struct bufferevent *bev, short what, void *arg)
 		log_debug("conn %s: connect to %s: %s", st->ts_name,
 		    st->ts_authority, strerror(err));
 		ts_set_reason(st, err == ECONNREFUSED ?
-		    WEFT_CLOSE_UPSTREAM_REFUSED : (what & BEV_EVENT_TIMEOUT) ?
-		    WEFT_CLOSE_UPSTREAM_TIMEOUT : WEFT_CLOSE_NO_ROUTE);
+		    WEFT_CLOSE_UPSTREAM_REFUSED : WEFT_CLOSE_NO_ROUTE);
 		st->ts_plain_failed = true;
 		st->ts_rst_after_send = true;
 		nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, bad, 1,
@@ -436,15 +469,52 @@ ts_plain_eventcb(struct bufferevent *bev, short what, void *arg)
 		tc_schedule_send(st->ts_conn);
 		return;
 	}
-	if (what & BEV_EVENT_EOF) {
-		/* We read ourselves; this is a write-side surprise. */
-		return;
-	}
 	/* A socket error: RST_STREAM(CONNECT_ERROR) (RFC 9113 §8.5). */
 	ts_reset_plain(st, (err == ECONNRESET || err == EPIPE) ?
 	    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
 }
 
+/* ts_wev: the server's connect finished, or the socket takes more of
+ * ts_out.  Runs from the loop only, never inside an nghttp2 callback. */
+static void
+ts_plain_wcb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tun_stream *st = arg;
+	socklen_t len;
+	int n, err;
+
+	(void)what;
+	if (!st->ts_connected) {
+		len = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err == EINPROGRESS || err == EINTR)
+			return;
+		if (err != 0)
+			ts_plain_error(st, err);
+		else
+			ts_plain_connected(st);
+		return;
+	}
+	if (st->ts_out != NULL && evbuffer_get_length(st->ts_out) > 0) {
+		n = evbuffer_write_atmost(st->ts_out, fd, TUN_WRITE_MAX);
+		if (n == -1) {
+			err = errno;
+			if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+				return;
+			ts_plain_error(st, err);
+			return;
+		}
+		ts_consumed(st, (size_t)n);
+		if (evbuffer_get_length(st->ts_out) > 0)
+			return;
+	}
+	ts_plain_writecb(st);
+}
+
+/* The plain socket: our reader (ts_rev) and writer (ts_wev) events, no
+ * bufferevent; ts_in and ts_out exist only while they hold data (an idle
+ * stream has neither). */
 static int
 ts_attach(struct tun_stream *st, int fd)
 {
@@ -453,18 +523,13 @@ ts_attach(struct tun_stream *st, int fd)
 	if ((st->ts_rev = event_new(cx->cx_base, fd, EV_READ | EV_PERSIST,
 	    ts_plain_readcb, st)) == NULL)
 		return -1;
-	if ((st->ts_bev = bufferevent_socket_new(cx->cx_base, fd,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)) == NULL) {
+	if ((st->ts_wev = event_new(cx->cx_base, fd, EV_WRITE | EV_PERSIST,
+	    ts_plain_wcb, st)) == NULL) {
 		event_free(st->ts_rev);
 		st->ts_rev = NULL;
 		return -1;
 	}
 	st->ts_fd = fd;
-	bufferevent_setcb(st->ts_bev, NULL, ts_plain_writecb, ts_plain_eventcb,
-	    st);
-	(void)bufferevent_set_max_single_write(st->ts_bev, 512 * 1024);
-	st->ts_outcb = evbuffer_add_cb(bufferevent_get_output(st->ts_bev),
-	    ts_outcb, st);
 	return 0;
 }
 
@@ -494,14 +559,22 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	int n, i;
 
 	(void)what;
+	if (st->ts_in == NULL && (st->ts_in = evbuffer_new()) == NULL) {
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
+		return;
+	}
 	have = evbuffer_get_length(st->ts_in);
 	if (have >= TUN_PLAIN_IN_HIGH) {
 		ts_read_disable(st);
 		return;
 	}
+	/* A 64 KiB reservation for a 60-byte greeting costs pages that stay
+	 * with the process: start small, grow while reads fill it. */
+	if (st->ts_rdsize == 0)
+		st->ts_rdsize = TUN_READ_MIN;
 	want = TUN_PLAIN_IN_HIGH - have;
-	if (want > TUN_READ_CHUNK)
-		want = TUN_READ_CHUNK;
+	if (want > st->ts_rdsize)
+		want = st->ts_rdsize;
 	if ((n = evbuffer_reserve_space(st->ts_in, (ev_ssize_t)want, iov,
 	    2)) <= 0) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
@@ -520,6 +593,12 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 		int err = errno;
 
 		evbuffer_commit_space(st->ts_in, iov, 0);
+		if (evbuffer_get_length(st->ts_in) == 0) {
+			/* Not even the reserved chain stays with an idle
+			 * stream. */
+			evbuffer_free(st->ts_in);
+			st->ts_in = NULL;
+		}
 		if (r == -1 && (err == EAGAIN || err == EWOULDBLOCK))
 			return;
 		ts_read_disable(st);
@@ -534,6 +613,10 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 		    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
 		return;
 	}
+	if ((size_t)r == want && st->ts_rdsize < TUN_READ_CHUNK)
+		st->ts_rdsize *= 2;
+	else if ((size_t)r < st->ts_rdsize / 4 && st->ts_rdsize > TUN_READ_MIN)
+		st->ts_rdsize /= 2;
 	left = (size_t)r;
 	for (i = 0; i < n; i++) {
 		if (iov[i].iov_len > left)
@@ -566,8 +649,8 @@ ts_finish(struct tun_stream *st)
 	}
 	if (st->ts_retry)
 		TAILQ_REMOVE(&tn->tn_retry, st, ts_entry);
-	weft_sockaddr_str((struct sockaddr *)&st->ts_src, src, sizeof(src));
-	weft_sockaddr_str((struct sockaddr *)&st->ts_dst, dst, sizeof(dst));
+	weft_sockaddr_str(&st->ts_src.sa, src, sizeof(src));
+	weft_sockaddr_str(&st->ts_dst.sa, dst, sizeof(dst));
 	if (st->ts_server)
 		log_info("conn %s tunnel-in %s -> %s peer=%s sent=%llu "
 		    "received=%llu duration=%.1fms reason=%s", st->ts_name,
@@ -582,8 +665,8 @@ ts_finish(struct tun_stream *st)
 		log_info("conn %s outbound %s -> %s via tunnel %s (%s) "
 		    "route=\"%s\" peer=%s sent=%llu received=%llu "
 		    "duration=%.1fms reason=%s", st->ts_name, src, dst,
-		    TUN_STR(st->ts_node), weft_sockaddr_str((struct sockaddr *)
-		    &st->ts_dial, dial, sizeof(dial)), TUN_STR(st->ts_route),
+		    TUN_STR(st->ts_node), weft_sockaddr_str(&st->ts_dial.sa,
+		    dial, sizeof(dial)), TUN_STR(st->ts_route),
 		    TUN_STR(st->ts_dst_id), (unsigned long long)st->ts_up,
 		    (unsigned long long)st->ts_down,
 		    tun_ms_since(&st->ts_start), weft_close_reason_name(r));
@@ -607,18 +690,19 @@ ts_finish(struct tun_stream *st)
 	}
 	if (st->ts_rev != NULL)
 		event_free(st->ts_rev);
-	if (st->ts_bev != NULL) {
-		if (st->ts_outcb != NULL)
-			evbuffer_remove_cb_entry(bufferevent_get_output(
-			    st->ts_bev), st->ts_outcb);
+	if (st->ts_wev != NULL) {
+		event_free(st->ts_wev);
 		if (r != WEFT_CLOSE_EOF)
 			tun_linger0(st->ts_fd);
-		bufferevent_free(st->ts_bev);
+		close(st->ts_fd);
 	} else if (st->ts_fd != -1) {
 		tun_linger0(st->ts_fd);
 		close(st->ts_fd);
 	}
-	evbuffer_free(st->ts_in);
+	if (st->ts_in != NULL)
+		evbuffer_free(st->ts_in);
+	if (st->ts_out != NULL)
+		evbuffer_free(st->ts_out);
 	free(st->ts_src_id);
 	free(st->ts_dst_id);
 	free(st->ts_node);
@@ -654,7 +738,7 @@ tun_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		st->ts_deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	avail = evbuffer_get_length(st->ts_in);
+	avail = st->ts_in != NULL ? evbuffer_get_length(st->ts_in) : 0;
 	if (avail == 0) {
 		if (st->ts_rd_eof) {
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -668,8 +752,12 @@ tun_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	st->ts_up += n;
 	if (st->ts_rd_eof && n == avail)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
-	if (!st->ts_rd_eof && evbuffer_get_length(st->ts_in) <
-	    TUN_PLAIN_IN_HIGH)
+	if (n == avail) {
+		evbuffer_free(st->ts_in);
+		st->ts_in = NULL;
+	}
+	if (!st->ts_rd_eof && (st->ts_in == NULL ||
+	    evbuffer_get_length(st->ts_in) < TUN_PLAIN_IN_HIGH))
 		ts_read_enable(st);
 	return (ssize_t)n;
 }
@@ -707,7 +795,7 @@ tun_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	st->ts_conn = tc;
 	snprintf(st->ts_name, sizeof(st->ts_name), "w%d-%llu", cx->cx_index,
 	    (unsigned long long)++cx->cx_next_id);
-	memcpy(&st->ts_src, &tc->tc_peer, sizeof(st->ts_src));
+	tun_sa_set(&st->ts_src, &tc->tc_peer);
 	if (ts_set_strings(st, tc->tc_peer_id, tc->tc_local_id, NULL,
 	    NULL) == -1) {
 		/* Not in the connection's list yet: just free it. */
@@ -819,6 +907,7 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 	struct weft_gen *g;
 	struct weft_ip ip, sip;
 	struct sockaddr_storage ss;
+	struct sockaddr_storage dss;
 	socklen_t sslen;
 	char id[WEFT_SPIFFE_MAX], host[64], *colon;
 	uint32_t mark = cx->cx_cfg.rc_own_mark;
@@ -847,7 +936,8 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		tun_respond_error(st, "400", WEFT_CLOSE_ERROR);
 		return;
 	}
-	weft_ip_to_sockaddr(&ip, (uint16_t)port, &st->ts_dst, &sslen);
+	weft_ip_to_sockaddr(&ip, (uint16_t)port, &dss, &sslen);
+	tun_sa_set(&st->ts_dst, &dss);
 	g = tun_gen(tn);
 	pod = g != NULL ? weft_gen_pod_by_ip(g, &ip) : NULL;
 	snap = g != NULL ? weft_gen_snapshot(g) : NULL;
@@ -918,7 +1008,8 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		tun_respond_error(st, "502", WEFT_CLOSE_ERROR);
 		return;
 	}
-	(void)bufferevent_socket_connect(st->ts_bev, NULL, 0);
+	/* Writable: the connect finished (ts_plain_wcb). */
+	event_add(st->ts_wev, NULL);
 }
 
 static int
@@ -973,8 +1064,8 @@ tun_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	}
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 		st->ts_h2_rd_eof = true;
-		if (st->ts_bev != NULL)
-			ts_plain_writecb(st->ts_bev, st);
+		if (st->ts_wev != NULL)
+			ts_plain_writecb(st);
 	}
 	return 0;
 }
@@ -988,18 +1079,23 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	(void)flags;
 	(void)ud;
 	st = nghttp2_session_get_stream_user_data(s, id);
-	if (st == NULL || st->ts_bev == NULL || st->ts_plain_failed ||
+	if (st == NULL || st->ts_wev == NULL || st->ts_plain_failed ||
 	    st->ts_wr_shut) {
 		/* Nobody will read it: open the windows anyway (6). */
 		nghttp2_session_consume(s, id, len);
 		return 0;
 	}
+	if ((st->ts_out == NULL && (st->ts_out = evbuffer_new()) == NULL) ||
+	    evbuffer_add(st->ts_out, data, len) == -1) {
+		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
 	st->ts_unconsumed += len;
 	st->ts_down += len;
-	if (bufferevent_write(st->ts_bev, data, len) == -1) {
-		st->ts_unconsumed -= len;
-		nghttp2_session_consume(s, id, len);
-	}
+	/* Written from the loop (ts_plain_wcb); before the server's connect
+	 * completes, ts_wev is already waiting. */
+	if (st->ts_connected)
+		event_add(st->ts_wev, NULL);
 	return 0;
 }
 
@@ -1062,8 +1158,8 @@ tun_on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 		ts_set_reason(st, WEFT_CLOSE_RESET);
 		st->ts_plain_failed = true;
 		ts_finish(st);
-	} else if (st->ts_bev == NULL ||
-	    evbuffer_get_length(bufferevent_get_output(st->ts_bev)) == 0)
+	} else if (st->ts_wev == NULL || st->ts_out == NULL ||
+	    evbuffer_get_length(st->ts_out) == 0)
 		ts_finish(st);
 	else
 		ts_read_disable(st);	/* the write callback finishes it */
@@ -1544,10 +1640,10 @@ tc_dial(struct weft_tunnel *tn, struct tun_stream *st)
 	    tn->tn_test.tt_expect != NULL ? tn->tn_test.tt_expect :
 	    st->ts_dst_id);
 	snprintf(tc->tc_node, sizeof(tc->tc_node), "%s", st->ts_node);
-	memcpy(&tc->tc_peer, &st->ts_dial, sizeof(tc->tc_peer));
+	tun_sa_get(&st->ts_dial, &tc->tc_peer);
 	tc->tc_check.pc_want_id = tc->tc_want;
 
-	fd = socket(st->ts_dial.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	fd = socket(st->ts_dial.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto fail;
@@ -1557,7 +1653,7 @@ tc_dial(struct weft_tunnel *tn, struct tun_stream *st)
 		goto fail;
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&st->ts_dial, st->ts_dial_len) ==
+	if (connect(fd, &st->ts_dial.sa, st->ts_dial_len) ==
 	    -1 && errno != EINPROGRESS) {
 		log_info("tunnel %s: connect to %s: %s", tc->tc_name,
 		    st->ts_node, strerror(errno));
@@ -1725,20 +1821,20 @@ weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
 		return;
 	}
 	snprintf(st->ts_name, sizeof(st->ts_name), "%s", id);
-	memcpy(&st->ts_src, src, sizeof(st->ts_src));
-	memcpy(&st->ts_dst, dst, sizeof(st->ts_dst));
+	tun_sa_set(&st->ts_src, src);
+	tun_sa_set(&st->ts_dst, dst);
 	/* The pod the decision chose, not the original destination: for a
 	 * service that is its VIP, which the peer node cannot connect to. */
 	if (d->d_upstream_len > 0)
-		memcpy(&st->ts_target, &d->d_upstream, sizeof(st->ts_target));
+		tun_sa_set(&st->ts_target, &d->d_upstream);
 	else
-		memcpy(&st->ts_target, dst, sizeof(st->ts_target));
+		tun_sa_set(&st->ts_target, dst);
 	if (tn->tn_test.tt_dial != NULL) {
-		memcpy(&st->ts_dial, tn->tn_test.tt_dial, sizeof(st->ts_dial));
-		st->ts_dial_len = st->ts_dial.ss_family == AF_INET6 ?
+		tun_sa_set(&st->ts_dial, tn->tn_test.tt_dial);
+		st->ts_dial_len = st->ts_dial.sa.sa_family == AF_INET6 ?
 		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	} else {
-		memcpy(&st->ts_dial, &d->d_tunnel, sizeof(st->ts_dial));
+		tun_sa_set(&st->ts_dial, &d->d_tunnel);
 		st->ts_dial_len = d->d_tunnel_len;
 	}
 	if (ts_set_strings(st, d->d_src_id, d->d_dst_id, d->d_node,
@@ -1759,8 +1855,14 @@ weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
 		return;
 	}
 	st->ts_connected = true;
-	bufferevent_enable(st->ts_bev, EV_WRITE);
-	evbuffer_add_buffer(st->ts_in, pending);
+	if (evbuffer_get_length(pending) > 0) {
+		if ((st->ts_in = evbuffer_new()) == NULL) {
+			ts_set_reason(st, WEFT_CLOSE_ERROR);
+			ts_finish(st);
+			return;
+		}
+		evbuffer_add_buffer(st->ts_in, pending);
+	}
 	st->ts_rd_eof = rd_eof;
 	if (ts_submit(st) == -1) {
 		ts_set_reason(st, WEFT_CLOSE_NO_ROUTE);
