@@ -737,6 +737,20 @@ x_addr_in(struct weft_nft_rb *rb, int fam, bool src, enum weft_nft_setidx si,
 	x_lookup(rb, si, fam, inv);
 }
 
+/* What capture keys on: TCP whose source (src) or destination is in this
+ * node's pod CIDRs and is not an exempt pod.  The capture rules and the
+ * fail-closed rules that back them share it, so they can never drift
+ * apart. */
+static void
+x_captured(struct weft_nft_rb *rb, int fam, bool src)
+{
+	x_nfproto(rb, fam);
+	x_addr_in(rb, fam, src, SET_CIDRS, false);
+	x_addr_in(rb, fam, src, SET_EXEMPT, true);
+	x_l4proto_tcp(rb);
+}
+
+
 static void
 x_iifname_prefix(struct weft_nft_rb *rb, const char *prefix)
 {
@@ -1010,10 +1024,7 @@ weft_nft_add_rules(struct weft_nft_batch *b, const struct weft_nft_config *cfg,
 	 * interface match: rule 2 guarantees pod sources come from pods. */
 	for (fam = V4; fam < NFAM; fam++) {
 		weft_nft_rule_begin(&rb);
-		x_nfproto(&rb, fam);
-		x_addr_in(&rb, fam, false, SET_CIDRS, false);
-		x_addr_in(&rb, fam, false, SET_EXEMPT, true);
-		x_l4proto_tcp(&rb);
+		x_captured(&rb, fam, false);
 		{
 			uint16_t p = htons(cfg->tunnel_port);
 
@@ -1026,20 +1037,14 @@ weft_nft_add_rules(struct weft_nft_batch *b, const struct weft_nft_config *cfg,
 	}
 	for (fam = V4; fam < NFAM; fam++) {
 		weft_nft_rule_begin(&rb);
-		x_nfproto(&rb, fam);
-		x_addr_in(&rb, fam, true, SET_CIDRS, false);
-		x_addr_in(&rb, fam, true, SET_EXEMPT, true);
-		x_l4proto_tcp(&rb);
+		x_captured(&rb, fam, true);
 		x_counter(&rb);
 		x_tproxy_accept(&rb, fam, cfg->outbound_port, cfg->tproxy_mark);
 		weft_nft_rule_end(&rb, C_OUTBOUND);
 	}
 	for (fam = V4; fam < NFAM; fam++) {
 		weft_nft_rule_begin(&rb);
-		x_nfproto(&rb, fam);
-		x_addr_in(&rb, fam, false, SET_CIDRS, false);
-		x_addr_in(&rb, fam, false, SET_EXEMPT, true);
-		x_l4proto_tcp(&rb);
+		x_captured(&rb, fam, false);
 		x_counter(&rb);
 		x_tproxy_accept(&rb, fam, cfg->inbound_port, cfg->tproxy_mark);
 		weft_nft_rule_end(&rb, C_INBOUND);
@@ -1050,19 +1055,13 @@ weft_nft_add_rules(struct weft_nft_batch *b, const struct weft_nft_config *cfg,
 	 * clear.  The tunnel's traffic is a subset of the inbound match. */
 	for (fam = V4; fam < NFAM; fam++) {
 		weft_nft_rule_begin(&rb);
-		x_nfproto(&rb, fam);
-		x_addr_in(&rb, fam, true, SET_CIDRS, false);
-		x_addr_in(&rb, fam, true, SET_EXEMPT, true);
-		x_l4proto_tcp(&rb);
+		x_captured(&rb, fam, true);
 		x_counter(&rb);
 		x_reject_tcp_reset(&rb);
 		weft_nft_rule_end(&rb, C_FAILCLOSED);
 
 		weft_nft_rule_begin(&rb);
-		x_nfproto(&rb, fam);
-		x_addr_in(&rb, fam, false, SET_CIDRS, false);
-		x_addr_in(&rb, fam, false, SET_EXEMPT, true);
-		x_l4proto_tcp(&rb);
+		x_captured(&rb, fam, false);
 		x_counter(&rb);
 		x_reject_tcp_reset(&rb);
 		weft_nft_rule_end(&rb, C_FAILCLOSED);
