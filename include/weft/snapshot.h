@@ -91,6 +91,100 @@ struct weft_snap_service {
 	struct weft_labels selector;		/* empty: no endpoints selected */
 };
 
+
+/* --- SMI, normalised to the latest versions (SPEC §8) -----------------------
+ *
+ * The controller validates every accepted version and converts it without
+ * loss; the node sees only these shapes.  Namespaces of references are
+ * resolved (A-6: an empty namespace is the object's own).  Arrays are sorted
+ * by (namespace, name) of their objects, like every other array here. */
+
+/* A ServiceAccount subject (the only identity kind, A-24). */
+struct weft_smi_subject {
+	char		*namespace;
+	char		*name;
+};
+
+enum weft_smi_rule_kind {
+	WEFT_SMI_HTTP = 1,		/* HTTPRouteGroup */
+	WEFT_SMI_TCP,			/* TCPRoute */
+	WEFT_SMI_UDP,			/* UDPRoute */
+};
+
+/* TrafficTarget spec.rules[]: a route object in the target's namespace. */
+struct weft_smi_rule {
+	enum weft_smi_rule_kind kind;
+	char		*name;
+	char		**matches;		/* HTTPRouteGroup entry names;
+						 * n_matches 0: every entry */
+	size_t		 n_matches;
+};
+
+struct weft_smi_target {
+	char		*namespace;
+	char		*name;
+	struct weft_smi_subject destination;
+	struct weft_smi_subject *sources;	/* may be empty */
+	size_t		 n_sources;
+	struct weft_smi_rule *rules;		/* may be empty */
+	size_t		 n_rules;
+	/* access v1alpha1/v1alpha2 destination.port, kept as a constraint on
+	 * every rule of this target (SPEC §8.1); 0 = none. */
+	uint16_t	 port;
+};
+
+struct weft_smi_header_match {
+	char		*name;			/* lower case */
+	char		*value_regex;		/* RE2 syntax, whole value */
+};
+
+struct weft_smi_http_match {
+	char		*name;
+	char		*path_regex;		/* RE2, anchored at the start of
+						 * the path; NULL: any path */
+	char		**methods;		/* upper case, or "*"; empty:
+						 * any method */
+	size_t		 n_methods;
+	struct weft_smi_header_match *headers;	/* AND; empty: no filter */
+	size_t		 n_headers;
+};
+
+struct weft_smi_http_route_group {
+	char		*namespace;
+	char		*name;
+	struct weft_smi_http_match *matches;	/* names unique */
+	size_t		 n_matches;
+};
+
+/* TCPRoute and UDPRoute. */
+struct weft_smi_l4_route {
+	char		*namespace;
+	char		*name;
+	uint16_t	*ports;			/* empty: every port */
+	size_t		 n_ports;
+};
+
+struct weft_smi_split_backend {
+	char		*service;		/* Service in the split's namespace */
+	uint64_t	 weight;		/* relative, integer, >= 0 (v1alpha1
+						 * Quantities converted, §8.3) */
+};
+
+struct weft_smi_split {
+	char		*namespace;
+	char		*name;
+	char		*service;		/* root Service name (A-14 forms
+						 * reduced to the name) */
+	struct weft_smi_split_backend *backends;
+	size_t		 n_backends;
+	char		**match_groups;		/* HTTPRouteGroup names; empty:
+						 * the catch-all split */
+	size_t		 n_match_groups;
+	int64_t		 created;		/* metadata.creationTimestamp,
+						 * Unix seconds; 0 if absent
+						 * (A-17 order: created, name) */
+};
+
 struct weft_snapshot {
 	uint64_t	 generation;
 	char		*node_name;		/* the node it is for */
@@ -106,6 +200,17 @@ struct weft_snapshot {
 	size_t		 n_pods;
 	struct weft_snap_service *services;
 	size_t		 n_services;
+	/* SMI objects, every namespace. */
+	struct weft_smi_target *targets;
+	size_t		 n_targets;
+	struct weft_smi_http_route_group *http_route_groups;
+	size_t		 n_http_route_groups;
+	struct weft_smi_l4_route *tcp_routes;
+	size_t		 n_tcp_routes;
+	struct weft_smi_l4_route *udp_routes;
+	size_t		 n_udp_routes;
+	struct weft_smi_split *splits;
+	size_t		 n_splits;
 };
 
 /* Free a snapshot and everything it owns; NULL is fine. */
@@ -116,6 +221,10 @@ void	weft_snap_node_clear(struct weft_snap_node *n);
 void	weft_snap_namespace_clear(struct weft_snap_namespace *ns);
 void	weft_snap_pod_clear(struct weft_snap_pod *p);
 void	weft_snap_service_clear(struct weft_snap_service *s);
+void	weft_smi_target_clear(struct weft_smi_target *t);
+void	weft_smi_http_route_group_clear(struct weft_smi_http_route_group *g);
+void	weft_smi_l4_route_clear(struct weft_smi_l4_route *r);
+void	weft_smi_split_clear(struct weft_smi_split *sp);
 
 /* Encode to a JSON string (returned, caller frees) in a stable order, so the
  * same snapshot always encodes to the same bytes.  NULL on allocation failure. */
