@@ -78,4 +78,14 @@ enum weft_policy_verdict weft_policy_check_http(const struct weft_policy *p,
 	    const struct weft_policy_flow *f, const struct weft_policy_http *req,
 	    struct weft_policy_why *why);
 
+/* UDP is enforced in the node's nftables table, not in the proxy (UDPRoute,
+ * SPEC §4.3).  For the destination identity (dst_ns, dst_sa), call fn once
+ * per (source identity, port range) some target grants over UDP.  A NULL
+ * source means every source, meshed or not (a permissive namespace, or one
+ * that allows unauthenticated callers); then lo..hi is 0..65535. */
+typedef void (*weft_policy_udp_fn)(const char *src_ns, const char *src_sa,
+	    uint16_t lo, uint16_t hi, void *arg);
+void	weft_policy_udp_grants(const struct weft_policy *p, const char *dst_ns,
+	    const char *dst_sa, weft_policy_udp_fn fn, void *arg);
+
 #endif
