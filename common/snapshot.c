@@ -88,6 +88,85 @@ weft_snap_service_clear(struct weft_snap_service *s)
 	memset(s, 0, sizeof(*s));
 }
 
+static void
+snap_strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void
+weft_smi_target_clear(struct weft_smi_target *t)
+{
+	size_t i;
+
+	free(t->namespace);
+	free(t->name);
+	free(t->destination.namespace);
+	free(t->destination.name);
+	for (i = 0; i < t->n_sources; i++) {
+		free(t->sources[i].namespace);
+		free(t->sources[i].name);
+	}
+	free(t->sources);
+	for (i = 0; i < t->n_rules; i++) {
+		free(t->rules[i].name);
+		snap_strv_free(t->rules[i].matches, t->rules[i].n_matches);
+	}
+	free(t->rules);
+	memset(t, 0, sizeof(*t));
+}
+
+void
+weft_smi_http_route_group_clear(struct weft_smi_http_route_group *g)
+{
+	struct weft_smi_http_match *m;
+	size_t i, j;
+
+	free(g->namespace);
+	free(g->name);
+	for (i = 0; i < g->n_matches; i++) {
+		m = &g->matches[i];
+		free(m->name);
+		free(m->path_regex);
+		snap_strv_free(m->methods, m->n_methods);
+		for (j = 0; j < m->n_headers; j++) {
+			free(m->headers[j].name);
+			free(m->headers[j].value_regex);
+		}
+		free(m->headers);
+	}
+	free(g->matches);
+	memset(g, 0, sizeof(*g));
+}
+
+void
+weft_smi_l4_route_clear(struct weft_smi_l4_route *r)
+{
+	free(r->namespace);
+	free(r->name);
+	free(r->ports);
+	memset(r, 0, sizeof(*r));
+}
+
+void
+weft_smi_split_clear(struct weft_smi_split *sp)
+{
+	size_t i;
+
+	free(sp->namespace);
+	free(sp->name);
+	free(sp->service);
+	for (i = 0; i < sp->n_backends; i++)
+		free(sp->backends[i].service);
+	free(sp->backends);
+	snap_strv_free(sp->match_groups, sp->n_match_groups);
+	memset(sp, 0, sizeof(*sp));
+}
+
 void
 weft_snapshot_free(struct weft_snapshot *s)
 {
@@ -107,6 +186,21 @@ weft_snapshot_free(struct weft_snapshot *s)
 	for (i = 0; i < s->n_services; i++)
 		weft_snap_service_clear(&s->services[i]);
 	free(s->services);
+	for (i = 0; i < s->n_targets; i++)
+		weft_smi_target_clear(&s->targets[i]);
+	free(s->targets);
+	for (i = 0; i < s->n_http_route_groups; i++)
+		weft_smi_http_route_group_clear(&s->http_route_groups[i]);
+	free(s->http_route_groups);
+	for (i = 0; i < s->n_tcp_routes; i++)
+		weft_smi_l4_route_clear(&s->tcp_routes[i]);
+	free(s->tcp_routes);
+	for (i = 0; i < s->n_udp_routes; i++)
+		weft_smi_l4_route_clear(&s->udp_routes[i]);
+	free(s->udp_routes);
+	for (i = 0; i < s->n_splits; i++)
+		weft_smi_split_clear(&s->splits[i]);
+	free(s->splits);
 	free(s->node_name);
 	free(s->trust_domain);
 	free(s->trust_bundle);
@@ -313,6 +407,150 @@ enc_service(struct json_object *a, const struct weft_snap_service *v)
 	return enc_labels(o, "selector", &v->selector);
 }
 
+static int
+enc_strv(struct json_object *o, const char *key, char *const *v, size_t n)
+{
+	struct json_object *a, *e;
+	size_t i;
+
+	if ((a = enc_new_array(o, key)) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		e = json_object_new_string(v[i]);
+		if (e == NULL || json_object_array_add(a, e) != 0) {
+			json_object_put(e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+enc_subject(struct json_object *o, const struct weft_smi_subject *sub)
+{
+	return enc_str(o, "namespace", sub->namespace) == -1 ||
+	    enc_str(o, "name", sub->name) == -1 ? -1 : 0;
+}
+
+static const char *
+smi_rule_kind_name(enum weft_smi_rule_kind k)
+{
+	switch (k) {
+	case WEFT_SMI_HTTP:
+		return "HTTPRouteGroup";
+	case WEFT_SMI_TCP:
+		return "TCPRoute";
+	case WEFT_SMI_UDP:
+		return "UDPRoute";
+	}
+	return "?";
+}
+
+static int
+enc_target(struct json_object *a, const struct weft_smi_target *t)
+{
+	struct json_object *o, *d, *arr, *e;
+	size_t i;
+
+	if ((o = enc_append_object(a)) == NULL ||
+	    enc_str(o, "namespace", t->namespace) == -1 ||
+	    enc_str(o, "name", t->name) == -1 ||
+	    (d = json_object_new_object()) == NULL ||
+	    enc_add(o, "destination", d) == -1 ||
+	    enc_subject(d, &t->destination) == -1 ||
+	    (t->port != 0 && enc_int(o, "port", t->port) == -1) ||
+	    (arr = enc_new_array(o, "sources")) == NULL)
+		return -1;
+	for (i = 0; i < t->n_sources; i++)
+		if ((e = enc_append_object(arr)) == NULL ||
+		    enc_subject(e, &t->sources[i]) == -1)
+			return -1;
+	if ((arr = enc_new_array(o, "rules")) == NULL)
+		return -1;
+	for (i = 0; i < t->n_rules; i++)
+		if ((e = enc_append_object(arr)) == NULL ||
+		    enc_str(e, "kind", smi_rule_kind_name(t->rules[i].kind)) ==
+		    -1 || enc_str(e, "name", t->rules[i].name) == -1 ||
+		    enc_strv(e, "matches", t->rules[i].matches,
+		    t->rules[i].n_matches) == -1)
+			return -1;
+	return 0;
+}
+
+static int
+enc_http_route_group(struct json_object *a,
+    const struct weft_smi_http_route_group *g)
+{
+	const struct weft_smi_http_match *m;
+	struct json_object *o, *ms, *mo, *hs, *h;
+	size_t i, j;
+
+	if ((o = enc_append_object(a)) == NULL ||
+	    enc_str(o, "namespace", g->namespace) == -1 ||
+	    enc_str(o, "name", g->name) == -1 ||
+	    (ms = enc_new_array(o, "matches")) == NULL)
+		return -1;
+	for (i = 0; i < g->n_matches; i++) {
+		m = &g->matches[i];
+		if ((mo = enc_append_object(ms)) == NULL ||
+		    enc_str(mo, "name", m->name) == -1 ||
+		    enc_str(mo, "path_regex", m->path_regex) == -1 ||
+		    enc_strv(mo, "methods", m->methods, m->n_methods) == -1 ||
+		    (hs = enc_new_array(mo, "headers")) == NULL)
+			return -1;
+		for (j = 0; j < m->n_headers; j++)
+			if ((h = enc_append_object(hs)) == NULL ||
+			    enc_str(h, "name", m->headers[j].name) == -1 ||
+			    enc_str(h, "value_regex",
+			    m->headers[j].value_regex) == -1)
+				return -1;
+	}
+	return 0;
+}
+
+static int
+enc_l4_route(struct json_object *a, const struct weft_smi_l4_route *r)
+{
+	struct json_object *o, *ports, *p;
+	size_t i;
+
+	if ((o = enc_append_object(a)) == NULL ||
+	    enc_str(o, "namespace", r->namespace) == -1 ||
+	    enc_str(o, "name", r->name) == -1 ||
+	    (ports = enc_new_array(o, "ports")) == NULL)
+		return -1;
+	for (i = 0; i < r->n_ports; i++) {
+		p = json_object_new_int64(r->ports[i]);
+		if (p == NULL || json_object_array_add(ports, p) != 0) {
+			json_object_put(p);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+enc_split(struct json_object *a, const struct weft_smi_split *sp)
+{
+	struct json_object *o, *bs, *b;
+	size_t i;
+
+	if ((o = enc_append_object(a)) == NULL ||
+	    enc_str(o, "namespace", sp->namespace) == -1 ||
+	    enc_str(o, "name", sp->name) == -1 ||
+	    enc_str(o, "service", sp->service) == -1 ||
+	    (sp->created != 0 && enc_int(o, "created", sp->created) == -1) ||
+	    (bs = enc_new_array(o, "backends")) == NULL)
+		return -1;
+	for (i = 0; i < sp->n_backends; i++)
+		if ((b = enc_append_object(bs)) == NULL ||
+		    enc_str(b, "service", sp->backends[i].service) == -1 ||
+		    enc_int(b, "weight", (int64_t)sp->backends[i].weight) == -1)
+			return -1;
+	return enc_strv(o, "match_groups", sp->match_groups,
+	    sp->n_match_groups);
+}
+
 char *
 weft_snapshot_encode(const struct weft_snapshot *s)
 {
@@ -348,6 +586,31 @@ weft_snapshot_encode(const struct weft_snapshot *s)
 		goto done;
 	for (i = 0; i < s->n_services; i++)
 		if (enc_service(a, &s->services[i]) == -1)
+			goto done;
+	if ((a = enc_new_array(root, "traffic_targets")) == NULL)
+		goto done;
+	for (i = 0; i < s->n_targets; i++)
+		if (enc_target(a, &s->targets[i]) == -1)
+			goto done;
+	if ((a = enc_new_array(root, "http_route_groups")) == NULL)
+		goto done;
+	for (i = 0; i < s->n_http_route_groups; i++)
+		if (enc_http_route_group(a, &s->http_route_groups[i]) == -1)
+			goto done;
+	if ((a = enc_new_array(root, "tcp_routes")) == NULL)
+		goto done;
+	for (i = 0; i < s->n_tcp_routes; i++)
+		if (enc_l4_route(a, &s->tcp_routes[i]) == -1)
+			goto done;
+	if ((a = enc_new_array(root, "udp_routes")) == NULL)
+		goto done;
+	for (i = 0; i < s->n_udp_routes; i++)
+		if (enc_l4_route(a, &s->udp_routes[i]) == -1)
+			goto done;
+	if ((a = enc_new_array(root, "traffic_splits")) == NULL)
+		goto done;
+	for (i = 0; i < s->n_splits; i++)
+		if (enc_split(a, &s->splits[i]) == -1)
 			goto done;
 	text = json_object_to_json_string_ext(root,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -829,6 +1092,248 @@ dec_service_cb(struct dec *d, struct json_object *o, const char *path,
 	return dec_service(d, o, path, p);
 }
 
+/* An array of strings at o.key into *v (absent: empty). */
+static int
+dec_strv(struct dec *d, struct json_object *o, const char *parent,
+    const char *key, char ***v, size_t *n)
+{
+	struct json_object *a, *e;
+	char path[300];
+	size_t i, cnt;
+
+	*v = NULL;
+	*n = 0;
+	if (dec_array(d, o, parent, key, &a, &cnt) == -1)
+		return -1;
+	if (cnt == 0)
+		return 0;
+	if ((*v = calloc(cnt, sizeof(**v))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		snprintf(path, sizeof(path), "%s.%s[%zu]", parent, key, i);
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(e, json_type_string))
+			return dec_fail(d, path, "expected a string, got %s",
+			    dec_type(e));
+		if (((*v)[i] = strdup(json_object_get_string(e))) == NULL)
+			return dec_fail(d, "", "out of memory");
+		*n = i + 1;
+	}
+	return 0;
+}
+
+static int
+dec_subject(struct dec *d, struct json_object *o, const char *path,
+    struct weft_smi_subject *sub)
+{
+	if (dec_str(d, o, path, "namespace", true, &sub->namespace) == -1 ||
+	    dec_str(d, o, path, "name", true, &sub->name) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+dec_target(struct dec *d, struct json_object *o, const char *path,
+    struct weft_smi_target *t)
+{
+	struct json_object *a, *e, *dst;
+	char p2[256], *kind;
+	size_t i, cnt;
+	int64_t n;
+
+	if (dec_str(d, o, path, "namespace", true, &t->namespace) == -1 ||
+	    dec_str(d, o, path, "name", true, &t->name) == -1 ||
+	    dec_field(d, o, path, "destination", true, &dst) == -1)
+		return -1;
+	dec_path(p2, sizeof(p2), path, "destination");
+	if (!json_object_is_type(dst, json_type_object))
+		return dec_fail(d, p2, "expected an object, got %s",
+		    dec_type(dst));
+	if (dec_subject(d, dst, p2, &t->destination) == -1 ||
+	    dec_int(d, o, path, "port", false, 0, 65535, &n) == -1)
+		return -1;
+	t->port = (uint16_t)n;
+	if (dec_array(d, o, path, "sources", &a, &cnt) == -1)
+		return -1;
+	if (cnt > 0 && (t->sources = calloc(cnt, sizeof(*t->sources))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		snprintf(p2, sizeof(p2), "%s.sources[%zu]", path, i);
+		t->n_sources = i + 1;
+		if (dec_element(d, a, i, p2, &e) == -1 ||
+		    dec_subject(d, e, p2, &t->sources[i]) == -1)
+			return -1;
+	}
+	if (dec_array(d, o, path, "rules", &a, &cnt) == -1)
+		return -1;
+	if (cnt > 0 && (t->rules = calloc(cnt, sizeof(*t->rules))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		struct weft_smi_rule *r = &t->rules[i];
+
+		snprintf(p2, sizeof(p2), "%s.rules[%zu]", path, i);
+		t->n_rules = i + 1;
+		if (dec_element(d, a, i, p2, &e) == -1 ||
+		    dec_str(d, e, p2, "kind", true, &kind) == -1)
+			return -1;
+		if (strcmp(kind, "HTTPRouteGroup") == 0)
+			r->kind = WEFT_SMI_HTTP;
+		else if (strcmp(kind, "TCPRoute") == 0)
+			r->kind = WEFT_SMI_TCP;
+		else if (strcmp(kind, "UDPRoute") == 0)
+			r->kind = WEFT_SMI_UDP;
+		free(kind);
+		if (r->kind == 0) {
+			char p3[300];
+
+			dec_path(p3, sizeof(p3), p2, "kind");
+			return dec_fail(d, p3, "expected HTTPRouteGroup, "
+			    "TCPRoute or UDPRoute");
+		}
+		if (dec_str(d, e, p2, "name", true, &r->name) == -1 ||
+		    dec_strv(d, e, p2, "matches", &r->matches,
+		    &r->n_matches) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+dec_http_route_group(struct dec *d, struct json_object *o, const char *path,
+    struct weft_smi_http_route_group *g)
+{
+	struct json_object *a, *e, *ha, *he;
+	char p2[256], p3[300];
+	size_t i, j, cnt, hcnt;
+
+	if (dec_str(d, o, path, "namespace", true, &g->namespace) == -1 ||
+	    dec_str(d, o, path, "name", true, &g->name) == -1 ||
+	    dec_array(d, o, path, "matches", &a, &cnt) == -1)
+		return -1;
+	if (cnt > 0 && (g->matches = calloc(cnt, sizeof(*g->matches))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		struct weft_smi_http_match *m = &g->matches[i];
+
+		snprintf(p2, sizeof(p2), "%s.matches[%zu]", path, i);
+		g->n_matches = i + 1;
+		if (dec_element(d, a, i, p2, &e) == -1 ||
+		    dec_str(d, e, p2, "name", true, &m->name) == -1 ||
+		    dec_str(d, e, p2, "path_regex", false,
+		    &m->path_regex) == -1 ||
+		    dec_strv(d, e, p2, "methods", &m->methods,
+		    &m->n_methods) == -1 ||
+		    dec_array(d, e, p2, "headers", &ha, &hcnt) == -1)
+			return -1;
+		if (hcnt > 0 && (m->headers = calloc(hcnt,
+		    sizeof(*m->headers))) == NULL)
+			return dec_fail(d, "", "out of memory");
+		for (j = 0; j < hcnt; j++) {
+			snprintf(p3, sizeof(p3), "%s.headers[%zu]", p2, j);
+			m->n_headers = j + 1;
+			if (dec_element(d, ha, j, p3, &he) == -1 ||
+			    dec_str(d, he, p3, "name", true,
+			    &m->headers[j].name) == -1 ||
+			    dec_str(d, he, p3, "value_regex", true,
+			    &m->headers[j].value_regex) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+dec_l4_route(struct dec *d, struct json_object *o, const char *path,
+    struct weft_smi_l4_route *r)
+{
+	struct json_object *a, *e;
+	char p2[256];
+	size_t i, cnt;
+	int64_t n;
+
+	if (dec_str(d, o, path, "namespace", true, &r->namespace) == -1 ||
+	    dec_str(d, o, path, "name", true, &r->name) == -1 ||
+	    dec_array(d, o, path, "ports", &a, &cnt) == -1)
+		return -1;
+	if (cnt > 0 && (r->ports = calloc(cnt, sizeof(*r->ports))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		snprintf(p2, sizeof(p2), "%s.ports[%zu]", path, i);
+		e = json_object_array_get_idx(a, i);
+		if (!json_object_is_type(e, json_type_int))
+			return dec_fail(d, p2, "expected an integer, got %s",
+			    dec_type(e));
+		n = json_object_get_int64(e);
+		if (n < 1 || n > 65535)
+			return dec_fail(d, p2, "expected 1-65535, got %" PRId64,
+			    n);
+		r->ports[i] = (uint16_t)n;
+		r->n_ports = i + 1;
+	}
+	return 0;
+}
+
+static int
+dec_split(struct dec *d, struct json_object *o, const char *path,
+    struct weft_smi_split *sp)
+{
+	struct json_object *a, *e;
+	char p2[256];
+	size_t i, cnt;
+	int64_t n;
+
+	if (dec_str(d, o, path, "namespace", true, &sp->namespace) == -1 ||
+	    dec_str(d, o, path, "name", true, &sp->name) == -1 ||
+	    dec_str(d, o, path, "service", true, &sp->service) == -1 ||
+	    dec_int(d, o, path, "created", false, INT64_MIN, INT64_MAX,
+	    &sp->created) == -1 ||
+	    dec_strv(d, o, path, "match_groups", &sp->match_groups,
+	    &sp->n_match_groups) == -1 ||
+	    dec_array(d, o, path, "backends", &a, &cnt) == -1)
+		return -1;
+	if (cnt > 0 && (sp->backends = calloc(cnt,
+	    sizeof(*sp->backends))) == NULL)
+		return dec_fail(d, "", "out of memory");
+	for (i = 0; i < cnt; i++) {
+		snprintf(p2, sizeof(p2), "%s.backends[%zu]", path, i);
+		sp->n_backends = i + 1;
+		if (dec_element(d, a, i, p2, &e) == -1 ||
+		    dec_str(d, e, p2, "service", true,
+		    &sp->backends[i].service) == -1 ||
+		    dec_int(d, e, p2, "weight", true, 0, INT64_MAX, &n) == -1)
+			return -1;
+		sp->backends[i].weight = (uint64_t)n;
+	}
+	return 0;
+}
+
+static int
+dec_target_cb(struct dec *d, struct json_object *o, const char *path,
+    void *p)
+{
+	return dec_target(d, o, path, p);
+}
+
+static int
+dec_http_route_group_cb(struct dec *d, struct json_object *o,
+    const char *path, void *p)
+{
+	return dec_http_route_group(d, o, path, p);
+}
+
+static int
+dec_l4_route_cb(struct dec *d, struct json_object *o, const char *path,
+    void *p)
+{
+	return dec_l4_route(d, o, path, p);
+}
+
+static int
+dec_split_cb(struct dec *d, struct json_object *o, const char *path, void *p)
+{
+	return dec_split(d, o, path, p);
+}
+
 struct weft_snapshot *
 weft_snapshot_decode(const char *json, size_t len, char **err)
 {
@@ -915,6 +1420,39 @@ weft_snapshot_decode(const char *json, size_t len, char **err)
 		goto fail;
 	}
 	s->services = items;
+	/* SMI objects: absent arrays are empty (snapshots of older
+	 * controllers) */
+	if (dec_list(&d, root, "traffic_targets", &items, &s->n_targets,
+	    sizeof(*s->targets), dec_target_cb) == -1) {
+		s->targets = items;
+		goto fail;
+	}
+	s->targets = items;
+	if (dec_list(&d, root, "http_route_groups", &items,
+	    &s->n_http_route_groups, sizeof(*s->http_route_groups),
+	    dec_http_route_group_cb) == -1) {
+		s->http_route_groups = items;
+		goto fail;
+	}
+	s->http_route_groups = items;
+	if (dec_list(&d, root, "tcp_routes", &items, &s->n_tcp_routes,
+	    sizeof(*s->tcp_routes), dec_l4_route_cb) == -1) {
+		s->tcp_routes = items;
+		goto fail;
+	}
+	s->tcp_routes = items;
+	if (dec_list(&d, root, "udp_routes", &items, &s->n_udp_routes,
+	    sizeof(*s->udp_routes), dec_l4_route_cb) == -1) {
+		s->udp_routes = items;
+		goto fail;
+	}
+	s->udp_routes = items;
+	if (dec_list(&d, root, "traffic_splits", &items, &s->n_splits,
+	    sizeof(*s->splits), dec_split_cb) == -1) {
+		s->splits = items;
+		goto fail;
+	}
+	s->splits = items;
 	json_object_put(root);
 	return s;
 fail:

@@ -42,9 +42,13 @@
 
 #include "weft/ca.h"
 #include "weft/controller.h"
+#include "weft/explain.h"
+#include "weft/svcinfo.h"
 #include "weft/ip.h"
+#include "weft/kube.h"
 #include "weft/log.h"
 #include "weft/proxy.h"
+#include "weft/smimetrics.h"
 
 #define CTRL_MAX_HELD		4096	/* parked long-polls, all nodes */
 #define CTRL_MAX_ISSUED		4096	/* identities remembered per node */
@@ -86,8 +90,33 @@ struct ctrl_held {
 	struct event	*ev_eof;	/* owned; NULL if not watched */
 };
 
+/* A request waiting for its token's TokenReview (kubernetes source). */
+struct ctrl_authwait {
+	TAILQ_ENTRY(ctrl_authwait) entry;
+	struct controller *c;
+	struct evhttp_request *req;	/* borrowed until dispatched/freed */
+	struct evhttp_connection *evcon; /* only compared */
+	struct weft_node_auth_wait *wait; /* owned by the node auth */
+};
+
+/* --source kubernetes settings. */
+struct controller_kube_config {
+	char		*kubeconfig;	/* owned; NULL: in-cluster */
+	char		*context;	/* owned; NULL: current-context */
+	char		*namespace;	/* owned: the controller's (Lease) */
+	char		*identity;	/* owned: this replica, in the Lease */
+	char		*lease_name;	/* owned */
+	bool		 leader_elect;
+	int64_t		 lease_duration, renew_deadline, retry_period;
+	char		*node_sa;	/* owned: "NS/NAME" of weft node */
+	char		*audience;	/* owned: of the nodes' tokens */
+	int64_t		 watch_timeout;	/* seconds; 0: 5-10 minutes */
+};
+
 struct controller_config {
-	char		*source_dir;	/* owned */
+	char		*source_dir;	/* owned; "kubernetes" for that source */
+	bool		 kubernetes;	/* --source kubernetes */
+	struct controller_kube_config kube;
 	char		*listen_addr;	/* owned */
 	uint16_t	 listen_port;
 	int		 poll_timeout;	/* seconds */
@@ -95,6 +124,8 @@ struct controller_config {
 	char		*tokens_file;	/* owned */
 	char		*state_dir;	/* owned */
 	bool		 plaintext;	/* --plaintext: no TLS */
+	bool		 metrics_anonymous; /* --metrics-api-anonymous */
+	struct weft_model_opts model_opts; /* --strict-target-namespace */
 	char		*ca_cert;	/* owned; --ca-cert, or NULL */
 	char		*ca_key;	/* owned; --ca-key, or NULL */
 	int64_t		 cert_ttl;	/* seconds */
@@ -124,6 +155,18 @@ struct controller {
 	SSL_CTX		*ssl_ctx;	/* owned reference; new connections */
 	time_t		 tls_renew_at;	/* re-issue the server certificate */
 	struct event	*ca_timer;	/* owned: roots' retirement, renewal */
+	/* --source kubernetes */
+	struct weft_kube *kube;		/* owned: API client */
+	struct weft_source_kube *ksrc;	/* owned */
+	struct weft_lease *lease;	/* owned; NULL: no leader election */
+	struct weft_node_auth *nodeauth; /* owned: TokenReview + binding */
+	TAILQ_HEAD(, ctrl_authwait) authwaits;
+	size_t		 n_authwaits;
+	struct ctrl_token kube_caller;	/* the caller a review bound */
+	char		 kube_node[256];	/* its node (kube_caller.node) */
+	struct event	*ev_release;	/* owned: bounds the lease release */
+	struct weft_smim *smim;		/* owned: SMI metrics the nodes push;
+					 * NULL until the first use */
 };
 
 /* --- tokens ---------------------------------------------------------------- */
@@ -609,7 +652,93 @@ held_add(struct controller *c, struct evhttp_request *req, const char *node)
 
 /* --- handlers ------------------------------------------------------------------ */
 
-/* The token's entry, or NULL after replying 401. */
+static void	ctrl_request(struct evhttp_request *, void *);
+
+static void
+authwait_free(struct ctrl_authwait *w)
+{
+	TAILQ_REMOVE(&w->c->authwaits, w, entry);
+	w->c->n_authwaits--;
+	free(w);
+}
+
+/* The review is back: dispatch the request again; this time the answer
+ * comes from the review cache. */
+static void
+authwait_done(void *arg)
+{
+	struct ctrl_authwait *w = arg;
+	struct controller *c = w->c;
+	struct evhttp_request *req = w->req;
+
+	evhttp_connection_set_closecb(w->evcon, NULL, NULL);
+	authwait_free(w);
+	ctrl_request(req, c);
+}
+
+/* The client left while its token was reviewed (see held_closed). */
+static void
+authwait_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct controller *c = arg;
+	struct ctrl_authwait *w, *next;
+
+	for (w = TAILQ_FIRST(&c->authwaits); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->evcon != evcon)
+			continue;
+		weft_node_auth_cancel(w->wait);
+		evhttp_request_free(w->req);
+		authwait_free(w);
+	}
+}
+
+/* Kubernetes: a token not in the tokens file may be a node daemon's
+ * projected service-account token.  Returns the caller bound to its
+ * pod's node, or NULL after replying or parking the request until the
+ * TokenReview is back. */
+static const struct ctrl_token *
+authenticate_kube(struct controller *c, struct evhttp_request *req,
+    const char *token)
+{
+	struct ctrl_authwait *w;
+	const char *node;
+	char why[600];
+	int code, r;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		reply_error(req, 503, "Service Unavailable", "out of memory");
+		return NULL;
+	}
+	r = weft_node_auth_check(c->nodeauth, c->model, token, &node, &code,
+	    why, sizeof(why), authwait_done, w, &w->wait);
+	if (r == WEFT_NODE_AUTH_OK) {
+		free(w);
+		snprintf(c->kube_node, sizeof(c->kube_node), "%s", node);
+		c->kube_caller.token = NULL;
+		c->kube_caller.node = c->kube_node;
+		return &c->kube_caller;
+	}
+	if (r == WEFT_NODE_AUTH_REFUSED) {
+		free(w);
+		if (code == 401)
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+			    "WWW-Authenticate", "Bearer");
+		reply_error(req, code, code == 401 ? "Unauthorized" :
+		    code == 403 ? "Forbidden" : "Service Unavailable", why);
+		return NULL;
+	}
+	w->c = c;
+	w->req = req;
+	w->evcon = evhttp_request_get_connection(req);
+	TAILQ_INSERT_TAIL(&c->authwaits, w, entry);
+	c->n_authwaits++;
+	evhttp_connection_set_closecb(w->evcon, authwait_closed, c);
+	return NULL;
+}
+
+/* The token's entry, or NULL after replying 401 (or, with the kubernetes
+ * source, after parking the request for a TokenReview). */
 static const struct ctrl_token *
 authenticate(struct controller *c, struct evhttp_request *req)
 {
@@ -627,13 +756,39 @@ authenticate(struct controller *c, struct evhttp_request *req)
 	h += 7;
 	while (*h == ' ')
 		h++;
-	if ((t = token_find(c, h)) == NULL) {
+	if ((t = token_find(c, h)) == NULL && c->nodeauth != NULL)
+		return authenticate_kube(c, req, h);
+	if (t == NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
 		reply_error(req, 401, "Unauthorized", "unknown token");
 		return NULL;
 	}
 	return t;
+}
+
+/* Snapshots and signatures come from the leader only, and only once the
+ * source has been loaded.  Returns 0, or -1 after replying 503. */
+static int
+ctrl_serving(struct controller *c, struct evhttp_request *req)
+{
+	char msg[400];
+
+	if (c->model == NULL) {
+		reply_error(req, 503, "Service Unavailable",
+		    "the source is not loaded yet");
+		return -1;
+	}
+	if (c->lease != NULL && !weft_lease_leader(c->lease)) {
+		snprintf(msg, sizeof(msg), "not the leader (the lease is held "
+		    "by %.200s)", weft_lease_holder(c->lease) ?
+		    weft_lease_holder(c->lease) : "nobody yet");
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		reply_error(req, 503, "Service Unavailable", msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* have=<gen> from the query: 0 when absent; -1 when malformed. */
@@ -676,6 +831,8 @@ handle_snapshot(struct controller *c, struct evhttp_request *req,
 	uint64_t have;
 	char msg[300];
 
+	if (ctrl_serving(c, req) == -1)
+		return;
 	if ((t = authenticate(c, req)) == NULL)
 		return;
 	if (t->node != NULL && strcmp(t->node, node) != 0) {
@@ -791,6 +948,8 @@ handle_certificates(struct controller *c, struct evhttp_request *req)
 	int code;
 
 	memset(&leaf, 0, sizeof(leaf));
+	if (ctrl_serving(c, req) == -1)
+		return;
 	if ((t = authenticate(c, req)) == NULL)
 		return;
 	if ((body = request_json(req)) == NULL)
@@ -951,6 +1110,206 @@ handle_ca_rotate(struct controller *c, struct evhttp_request *req)
 	json_object_put(o);
 }
 
+/* GET /v1/explain?from=..&to=..&port=.. (admin): one policy decision as
+ * the destination pod's node would make it (weft/explain.h). */
+static void
+handle_explain(struct controller *c, struct evhttp_request *req,
+    const struct evhttp_uri *uri)
+{
+	const struct ctrl_token *t;
+	const char *query = evhttp_uri_get_query(uri);
+	char *body;
+	int code;
+
+	if ((t = authenticate(c, req)) == NULL)
+		return;
+	if (t->node != NULL) {
+		reply_error(req, 403, "Forbidden", "explain needs an admin token");
+		return;
+	}
+	if (c->model == NULL) {
+		reply_error(req, 503, "Service Unavailable", "no model loaded");
+		return;
+	}
+	if ((body = weft_explain_model(c->model, c->generation,
+	    c->conf.trust_domain, query != NULL ? query : "", &code)) == NULL) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	reply_json(req, code, code == 200 ? "OK" : code == 404 ? "Not Found" :
+	    code == 400 ? "Bad Request" : "Internal Server Error", body);
+	free(body);
+}
+
+/* --- SMI TrafficMetrics (controlplane/smimetrics.c) -------------------- */
+
+static int64_t
+ctrl_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static struct weft_smim *
+ctrl_smim(struct controller *c, struct evhttp_request *req)
+{
+	if (c->smim == NULL && (c->smim = weft_smim_new()) == NULL)
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+	return c->smim;
+}
+
+/* POST /v1/nodes/<node>/metrics: the node's edge deltas (node/admin.c). */
+static void
+handle_metrics_push(struct controller *c, struct evhttp_request *req,
+    const char *node)
+{
+	const struct ctrl_token *t;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char msg[300], *err = NULL;
+	int n;
+
+	/* One store: the leader's (a follower's 503 makes the node keep
+	 * the delta for its next push). */
+	if (ctrl_serving(c, req) == -1)
+		return;
+	if ((t = authenticate(c, req)) == NULL)
+		return;
+	if (t->node != NULL && strcmp(t->node, node) != 0) {
+		snprintf(msg, sizeof(msg), "token of node/%s may not push for "
+		    "node/%s", t->node, node);
+		reply_error(req, 403, "Forbidden", msg);
+		return;
+	}
+	if (ctrl_smim(c, req) == NULL)
+		return;
+	if ((n = weft_smim_ingest(c->smim, len > 0 ? (const char *)
+	    evbuffer_pullup(in, -1) : "", len, ctrl_mono(), &err)) == -1) {
+		reply_error(req, 400, "Bad Request", err ? err : "bad body");
+		free(err);
+		return;
+	}
+	weft_smim_prune(c->smim, ctrl_mono());
+	snprintf(msg, sizeof(msg), "{\"edges\":%d}", n);
+	reply_json(req, 200, "OK", msg);
+}
+
+/* GET /apis/metrics.smi-spec.io/...: the TrafficMetrics API (SPEC §6);
+ * GET /v1/top?namespace=NS&t=30s: every edge, for `weft ctl top`. */
+static void
+handle_smi_metrics(struct controller *c, struct evhttp_request *req,
+    const struct evhttp_uri *uri, const char *path)
+{
+	const struct ctrl_token *t;
+	const char *query = evhttp_uri_get_query(uri);
+	struct evkeyvalq q;
+	const char *ns = NULL, *w = NULL;
+	char *body = NULL;
+	int code = 200, window = WEFT_SMIM_WINDOW;
+
+	if (ctrl_serving(c, req) == -1)
+		return;
+	/* The SMI API is read-only; behind an APIService the Kubernetes API
+	 * server has authorised the caller already. */
+	if (!c->conf.metrics_anonymous || strncmp(path, "/apis", 5) != 0) {
+		if ((t = authenticate(c, req)) == NULL)
+			return;
+		if (t->node != NULL) {
+			reply_error(req, 403, "Forbidden",
+			    "metrics need an admin token");
+			return;
+		}
+	}
+	if (ctrl_smim(c, req) == NULL)
+		return;
+	if (strcmp(path, "/v1/top") != 0) {
+		code = weft_smim_serve(c->smim, c->model, path, query ? query :
+		    "", ctrl_mono(), time(NULL), &body);
+		reply_json(req, code, code == 200 ? "OK" : code == 404 ?
+		    "Not Found" : code == 400 ? "Bad Request" :
+		    "Internal Server Error", body ? body : "{}");
+		free(body);
+		return;
+	}
+	TAILQ_INIT(&q);
+	if (query != NULL && evhttp_parse_query_str(query, &q) == -1) {
+		reply_error(req, 400, "Bad Request", "bad query");
+		return;
+	}
+	ns = evhttp_find_header(&q, "namespace");
+	if ((w = evhttp_find_header(&q, "t")) != NULL &&
+	    (weft_smim_parse_duration(w, &window) == -1 ||
+	    window > WEFT_SMIM_HISTORY))
+		code = 400;
+	else if ((body = weft_smim_top(c->smim, ns, window,
+	    ctrl_mono())) == NULL)
+		code = 500;
+	evhttp_clear_headers(&q);
+	if (code == 400)
+		reply_error(req, 400, "Bad Request", "t: expected a duration "
+		    "between 1s and 10m");
+	else if (code == 500)
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+	else
+		reply_json(req, 200, "OK", body);
+	free(body);
+}
+
+/* GET /v1/services/NS/NAME?t=30s (admin): `weft ctl service`
+ * (weft/svcinfo.h). */
+static void
+handle_service(struct controller *c, struct evhttp_request *req,
+    const struct evhttp_uri *uri, const char *ref)
+{
+	const struct ctrl_token *t;
+	const char *query = evhttp_uri_get_query(uri), *w;
+	struct evkeyvalq q;
+	char ns[256], *name, *body;
+	int code, window = WEFT_SMIM_WINDOW;
+
+	if ((t = authenticate(c, req)) == NULL)
+		return;
+	if (t->node != NULL) {
+		reply_error(req, 403, "Forbidden", "services need an admin token");
+		return;
+	}
+	if (snprintf(ns, sizeof(ns), "%s", ref) >= (int)sizeof(ns) ||
+	    (name = strchr(ns, '/')) == NULL || name == ns ||
+	    name[1] == '\0' || strchr(name + 1, '/') != NULL) {
+		reply_error(req, 404, "Not Found", "expected "
+		    "/v1/services/NAMESPACE/NAME");
+		return;
+	}
+	*name++ = '\0';
+	TAILQ_INIT(&q);
+	if (query != NULL && evhttp_parse_query_str(query, &q) == -1) {
+		reply_error(req, 400, "Bad Request", "bad query");
+		return;
+	}
+	if ((w = evhttp_find_header(&q, "t")) != NULL &&
+	    (weft_smim_parse_duration(w, &window) == -1 ||
+	    window > WEFT_SMIM_HISTORY)) {
+		evhttp_clear_headers(&q);
+		reply_error(req, 400, "Bad Request", "t: expected a duration "
+		    "between 1s and 10m");
+		return;
+	}
+	evhttp_clear_headers(&q);
+	if (c->model == NULL) {
+		reply_error(req, 503, "Service Unavailable", "no model loaded");
+		return;
+	}
+	if ((body = weft_svcinfo_json(c->model, c->smim, ns, name, window,
+	    ctrl_mono(), time(NULL), &code)) == NULL) {
+		reply_error(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	reply_json(req, code, code == 200 ? "OK" : "Not Found", body);
+	free(body);
+}
+
 static void
 handle_status(struct controller *c, struct evhttp_request *req)
 {
@@ -984,6 +1343,28 @@ handle_status(struct controller *c, struct evhttp_request *req)
 	json_object_object_add(root, "tls",
 	    json_object_new_boolean(!c->conf.plaintext));
 	json_object_object_add(root, "ca", ca_json(c));
+	if (c->ksrc != NULL) {
+		struct json_object *k = weft_source_kube_status(c->ksrc), *le;
+
+		if (k != NULL && c->nodeauth != NULL)
+			json_object_object_add(k, "tokenReviews",
+			    json_object_new_int64((int64_t)
+			    weft_node_auth_reviews(c->nodeauth)));
+		json_object_object_add(root, "kubernetes", k);
+		if ((le = json_object_new_object()) != NULL) {
+			json_object_object_add(le, "enabled",
+			    json_object_new_boolean(c->lease != NULL));
+			json_object_object_add(le, "identity",
+			    json_object_new_string(c->conf.kube.identity));
+			json_object_object_add(le, "leader",
+			    json_object_new_boolean(c->lease == NULL ||
+			    weft_lease_leader(c->lease)));
+			json_object_object_add(le, "holder",
+			    weft_lease_holder(c->lease) ? json_object_new_string(
+			    weft_lease_holder(c->lease)) : NULL);
+			json_object_object_add(root, "leaderElection", le);
+		}
+	}
 	for (i = 0; i < c->n_nodes; i++) {
 		struct ctrl_node *n = &c->nodes[i];
 		struct json_object *certs, *co;
@@ -1044,6 +1425,19 @@ ctrl_request(struct evhttp_request *req, void *arg)
 		reply_error(req, 400, "Bad Request", "bad URI");
 		return;
 	}
+	if (strncmp(path, "/v1/nodes/", 10) == 0 &&
+	    (len = strcspn(path + 10, "/")) > 0 && len < sizeof(node) &&
+	    strcmp(path + 10 + len, "/metrics") == 0) {
+		memcpy(node, path + 10, len);
+		node[len] = '\0';
+		if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+			    "Allow", "POST");
+			reply_error(req, 405, "Method Not Allowed", "only POST");
+		} else
+			handle_metrics_push(c, req, node);
+		return;
+	}
 	if (strcmp(path, "/v1/certificates") == 0 ||
 	    strcmp(path, "/v1/ca/rotate") == 0) {
 		if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -1060,6 +1454,16 @@ ctrl_request(struct evhttp_request *req, void *arg)
 		reply_error(req, 405, "Method Not Allowed", "only GET");
 		return;
 	}
+	if (strcmp(path, "/readyz") == 0) {
+		/* ready once the source is loaded (followers too: they are
+		 * ready to take over) */
+		if (c->model == NULL) {
+			reply_error(req, 503, "Service Unavailable",
+			    "the source is not loaded yet");
+			return;
+		}
+		path = "/healthz";
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		struct evbuffer *b = evbuffer_new();
 
@@ -1072,6 +1476,19 @@ ctrl_request(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(path, "/v1/status") == 0) {
 		handle_status(c, req);
+		return;
+	}
+	if (strcmp(path, "/v1/explain") == 0) {
+		handle_explain(c, req, uri);
+		return;
+	}
+	if (strncmp(path, "/v1/services/", 13) == 0) {
+		handle_service(c, req, uri, path + 13);
+		return;
+	}
+	if (strcmp(path, "/v1/top") == 0 || strcmp(path, "/apis") == 0 ||
+	    strncmp(path, "/apis/", 6) == 0) {
+		handle_smi_metrics(c, req, uri, path);
 		return;
 	}
 	if (strncmp(path, "/v1/nodes/", 10) == 0 &&
@@ -1146,16 +1563,19 @@ ctrl_load(struct controller *c)
 	struct weft_errors errs = { NULL, 0, 0 };
 	struct weft_snapshot view;
 	struct weft_model *m;
+	struct timespec t0, t1;
 	char *enc;
 	size_t i;
 
-	if (weft_source_dir_load(c->src, &docs, &errs) == -1) {
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (c->ksrc != NULL ? weft_source_kube_docs(c->ksrc, &docs,
+	    &errs) == -1 : weft_source_dir_load(c->src, &docs, &errs) == -1) {
 		for (i = 0; i < errs.n; i++)
 			log_warnx("%s", errs.msgs[i]);
 		weft_errors_clear(&errs);
 		return -1;
 	}
-	m = weft_model_build(&docs, &errs);
+	m = weft_model_build_opts(&docs, &c->conf.model_opts, &errs);
 	weft_manifest_docs_clear(&docs);
 	if (m == NULL) {
 		log_warnx("%s: out of memory; keeping generation %" PRIu64,
@@ -1173,6 +1593,8 @@ ctrl_load(struct controller *c)
 	}
 	for (i = 0; i < errs.n; i++)
 		log_warnx("%s", errs.msgs[i]);
+	for (i = 0; i < errs.n_warnings; i++)
+		log_warnx("warning: %s", errs.warnings[i]);
 	weft_errors_clear(&c->errors);
 	c->errors = errs;
 	if (c->model_enc != NULL && strcmp(enc, c->model_enc) == 0) {
@@ -1190,10 +1612,13 @@ ctrl_load(struct controller *c)
 	c->generation++;
 	ctrl_generation_save(c);
 	nodes_sync(c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	log_info("generation %" PRIu64 ": %zu node(s), %zu namespace(s), "
-	    "%zu pod(s), %zu service(s), %zu other object(s), %zu error(s)",
-	    c->generation, m->all.n_nodes, m->all.n_namespaces, m->all.n_pods,
-	    m->all.n_services, m->n_others, c->errors.n);
+	    "%zu pod(s), %zu service(s), %zu other object(s), %zu error(s); "
+	    "built in %ld ms", c->generation, m->all.n_nodes,
+	    m->all.n_namespaces, m->all.n_pods, m->all.n_services, m->n_others,
+	    c->errors.n, (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000000));
 	held_wake_all(c);
 	return 0;
 }
@@ -1412,30 +1837,105 @@ ctrl_http_open(struct controller *c)
 }
 
 static void
-ctrl_signal(evutil_socket_t sig, short what, void *arg)
+ctrl_released(void *arg)
 {
 	struct controller *c = arg;
 
-	log_info("signal %d: exiting", (int)sig);
 	event_base_loopbreak(c->base);
+}
+
+static void
+ctrl_release_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct controller *c = arg;
+
+	log_warnx("lease: no answer to the release; exiting anyway");
+	event_base_loopbreak(c->base);
+}
+
+static void
+ctrl_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct controller *c = arg;
+	struct timeval tv = { 2, 0 };
+
+	log_info("signal %d: exiting", (int)sig);
+	/* a leader gives the lease up, so that a successor need not wait
+	 * for it to expire; a second signal does not wait for that */
+	if (c->lease != NULL && c->ev_release == NULL &&
+	    (c->ev_release = evtimer_new(c->base, ctrl_release_timeout,
+	    c)) != NULL) {
+		evtimer_add(c->ev_release, &tv);
+		weft_lease_release(c->lease, ctrl_released, c);
+		return;
+	}
+	event_base_loopbreak(c->base);
+}
+
+/* A replica that lost the lease answers its parked long-polls at once:
+ * the nodes then find the new leader. */
+static void
+ctrl_leader_changed(bool leader, void *arg)
+{
+	struct controller *c = arg;
+	struct ctrl_held *h;
+	struct evhttp_request *req;
+
+	if (leader)
+		return;
+	while ((h = TAILQ_FIRST(&c->held)) != NULL) {
+		req = h->req;
+		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
+		held_free(h);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		reply_error(req, 503, "Service Unavailable",
+		    "no longer the leader");
+	}
+}
+
+static void
+ctrl_kube_config_clear(struct controller_kube_config *k)
+{
+	free(k->kubeconfig);
+	free(k->context);
+	free(k->namespace);
+	free(k->identity);
+	free(k->lease_name);
+	free(k->node_sa);
+	free(k->audience);
 }
 
 static void
 ctrl_free(struct controller *c)
 {
 	struct ctrl_held *h;
+	struct ctrl_authwait *w;
 	size_t i;
 
 	while ((h = TAILQ_FIRST(&c->held)) != NULL) {
 		evhttp_connection_set_closecb(h->evcon, NULL, NULL);
 		held_free(h);
 	}
+	while ((w = TAILQ_FIRST(&c->authwaits)) != NULL) {
+		evhttp_connection_set_closecb(w->evcon, NULL, NULL);
+		weft_node_auth_cancel(w->wait);
+		authwait_free(w);
+	}
 	if (c->http != NULL)
 		evhttp_free(c->http);
+	weft_node_auth_free(c->nodeauth);
+	weft_lease_free(c->lease);
+	weft_source_kube_free(c->ksrc);
+	weft_kube_free(c->kube);
+	if (c->ev_release != NULL)
+		event_free(c->ev_release);
+	ctrl_kube_config_clear(&c->conf.kube);
 	if (c->ca_timer != NULL)
 		event_free(c->ca_timer);
 	SSL_CTX_free(c->ssl_ctx);
 	weft_ca_free(c->ca);
+	weft_smim_free(c->smim);
 	weft_source_dir_free(c->src);
 	weft_model_free(c->model);
 	free(c->model_enc);
@@ -1464,9 +1964,15 @@ ctrl_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: weft controller --source dir:PATH --tokens FILE [options]\n"
+	    "       weft controller --source kubernetes [--kubeconfig FILE] [options]\n"
 	    "\n"
 	    "  --source dir:PATH      Kubernetes manifests (*.yaml, *.yml, *.json)\n"
 	    "                         in PATH, re-read on change\n"
+	    "  --source kubernetes    list and watch the cluster's API server (the\n"
+	    "                         pod's service account, or --kubeconfig);\n"
+	    "                         nodes authenticate with projected service\n"
+	    "                         account tokens (TokenReview); --tokens is\n"
+	    "                         then optional (admin tokens)\n"
 	    "  --listen ADDR:PORT     listen address (default 0.0.0.0:%d)\n"
 	    "  --tokens FILE          bearer tokens: \"<token> node/<name>\" or\n"
 	    "                         \"<token> admin\" per line, # comments\n"
@@ -1476,6 +1982,9 @@ ctrl_usage(FILE *f)
 	    "  --trust-domain NAME    SPIFFE trust domain (default cluster.local)\n"
 	    "  --plaintext            serve plain HTTP instead of HTTPS (debugging\n"
 	    "                         only)\n"
+	    "  --metrics-api-anonymous  serve GET /apis/metrics.smi-spec.io/...\n"
+	    "                         without a token (behind the Kubernetes API\n"
+	    "                         server's APIService, which authorises)\n"
 	    "  --tls-san NAME|IP      a name of the API's certificate, repeatable\n"
 	    "                         (the listen address, localhost and\n"
 	    "                         127.0.0.1 are always included)\n"
@@ -1488,10 +1997,247 @@ ctrl_usage(FILE *f)
 	    "  --ca-overlap DURATION  how long a rotated-out root stays trusted\n"
 	    "                         (default 2 x --cert-ttl)\n"
 	    "  --log-level LEVEL      debug, info or warn (default info)\n"
+	    "  --strict-target-namespace\n"
+	    "                         ignore TrafficTargets whose namespace is\n"
+	    "                         not their destination's (SMI A-7)\n"
+	    "kubernetes source:\n"
+	    "  --kubeconfig FILE      API server and credentials (default: the\n"
+	    "                         in-cluster service account)\n"
+	    "  --context NAME         kubeconfig context (default: current)\n"
+	    "  --namespace NS         the controller's namespace, where its Lease\n"
+	    "                         lives (default: the pod's, else weft-system)\n"
+	    "  --identity NAME        this replica in the Lease (default $POD_NAME,\n"
+	    "                         else HOST_PID)\n"
+	    "  --lease-name NAME      the Lease (default weft-controller)\n"
+	    "  --no-leader-elect      no Lease: this replica serves and signs (run\n"
+	    "                         one replica only)\n"
+	    "  --lease-duration D     leader election timing, client-go's defaults:\n"
+	    "  --renew-deadline D     15s, 10s and 2s; only the leader serves\n"
+	    "  --retry-period D       snapshots and signs (others answer 503)\n"
+	    "  --node-service-account NS/NAME\n"
+	    "                         the node daemons' service account (default\n"
+	    "                         NS/weft-node)\n"
+	    "  --token-audience AUD   audience of the nodes' tokens (default weft)\n"
+	    "  --watch-timeout D      longest watch request (default 10m)\n"
+	    "\n"
 	    "  -n, --check            load the source, print every error, and\n"
 	    "                         print \"configuration OK\" or exit 1\n"
 	    "  -h, --help             this text\n",
 	    WEFT_PORT_CONTROLLER, WEFT_CONTROLLER_POLL_TIMEOUT);
+}
+
+/* --source kubernetes options (long only). */
+enum {
+	OPT_KUBECONFIG = 1000,
+	OPT_CONTEXT,
+	OPT_NAMESPACE,
+	OPT_IDENTITY,
+	OPT_LEASE_NAME,
+	OPT_NO_ELECT,
+	OPT_LEASE_DUR,
+	OPT_RENEW,
+	OPT_RETRY,
+	OPT_NODE_SA,
+	OPT_AUDIENCE,
+	OPT_WATCH,
+	OPT_KUBE_LAST = OPT_WATCH
+};
+
+static int
+ctrl_kube_option(struct controller_kube_config *k, int ch, const char *arg)
+{
+	char **str = NULL;
+	int64_t *dur = NULL;
+	const char *name = "";
+
+	switch (ch) {
+	case OPT_KUBECONFIG:
+		str = &k->kubeconfig;
+		break;
+	case OPT_CONTEXT:
+		str = &k->context;
+		break;
+	case OPT_NAMESPACE:
+		if (!weft_name_is_dns_label(arg)) {
+			fprintf(stderr, "weft controller: --namespace %s: "
+			    "expected a namespace name\n", arg);
+			return -1;
+		}
+		str = &k->namespace;
+		break;
+	case OPT_IDENTITY:
+		str = &k->identity;
+		break;
+	case OPT_LEASE_NAME:
+		if (!weft_name_is_dns_subdomain(arg)) {
+			fprintf(stderr, "weft controller: --lease-name %s: "
+			    "expected a DNS name\n", arg);
+			return -1;
+		}
+		str = &k->lease_name;
+		break;
+	case OPT_NO_ELECT:
+		k->leader_elect = false;
+		return 0;
+	case OPT_LEASE_DUR:
+		dur = &k->lease_duration;
+		name = "lease-duration";
+		break;
+	case OPT_RENEW:
+		dur = &k->renew_deadline;
+		name = "renew-deadline";
+		break;
+	case OPT_RETRY:
+		dur = &k->retry_period;
+		name = "retry-period";
+		break;
+	case OPT_WATCH:
+		dur = &k->watch_timeout;
+		name = "watch-timeout";
+		break;
+	case OPT_NODE_SA:
+		str = &k->node_sa;
+		break;
+	case OPT_AUDIENCE:
+		str = &k->audience;
+		break;
+	default:
+		return -1;
+	}
+	if (dur != NULL) {
+		if (weft_ca_parse_duration(arg, dur) == -1 || *dur < 1 ||
+		    *dur > 24 * 3600) {
+			fprintf(stderr, "weft controller: --%s %s: expected a "
+			    "duration (2s, 15s, 10m)\n", name, arg);
+			return -1;
+		}
+		return 0;
+	}
+	free(*str);
+	if ((*str = strdup(arg)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Defaults and consistency of the kubernetes options. */
+static int
+ctrl_kube_check(struct controller_kube_config *k)
+{
+	if (k->leader_elect && !(k->retry_period < k->renew_deadline &&
+	    k->renew_deadline < k->lease_duration)) {
+		fprintf(stderr, "weft controller: expected --retry-period < "
+		    "--renew-deadline < --lease-duration\n");
+		return -1;
+	}
+	if (k->node_sa != NULL) {
+		const char *slash = strchr(k->node_sa, '/');
+
+		if (slash == NULL || slash == k->node_sa || slash[1] == '\0') {
+			fprintf(stderr, "weft controller: "
+			    "--node-service-account %s: expected NS/NAME\n",
+			    k->node_sa);
+			return -1;
+		}
+	}
+	if (k->lease_name == NULL && (k->lease_name =
+	    strdup("weft-controller")) == NULL)
+		return -1;
+	if (k->audience == NULL && (k->audience = strdup("weft")) == NULL)
+		return -1;
+	if (k->identity == NULL) {
+		const char *pod = getenv("POD_NAME");
+		char host[256];
+
+		if (pod != NULL && *pod != '\0')
+			k->identity = strdup(pod);
+		else {
+			if (gethostname(host, sizeof(host)) == -1)
+				snprintf(host, sizeof(host), "weft");
+			host[sizeof(host) - 1] = '\0';
+			if (asprintf(&k->identity, "%s_%ld", host,
+			    (long)getpid()) == -1)
+				k->identity = NULL;
+		}
+		if (k->identity == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/* Connect the kubernetes source, node authentication and the Lease. */
+static int
+ctrl_kube_start(struct controller *c)
+{
+	struct controller_kube_config *kc = &c->conf.kube;
+	struct weft_kube_config cfg;
+	struct weft_lease_config lc;
+	char *err = NULL, *sa_ns = NULL;
+	const char *sa_name;
+	int r;
+
+	if (kc->kubeconfig != NULL)
+		r = weft_kube_config_load(kc->kubeconfig, kc->context, &cfg,
+		    &err);
+	else
+		r = weft_kube_config_in_cluster(&cfg, &err);
+	if (r == -1) {
+		log_warnx("kubernetes: %s", err ? err : "out of memory");
+		free(err);
+		return -1;
+	}
+	c->kube = weft_kube_new(c->base, &cfg, &err);
+	weft_kube_config_clear(&cfg);
+	if (c->kube == NULL) {
+		log_warnx("kubernetes: %s", err ? err : "out of memory");
+		free(err);
+		return -1;
+	}
+	if (kc->namespace == NULL && (kc->namespace = strdup(
+	    weft_kube_namespace(c->kube) ? weft_kube_namespace(c->kube) :
+	    "weft-system")) == NULL)
+		return -1;
+	if (kc->node_sa != NULL) {
+		sa_ns = strndup(kc->node_sa, strcspn(kc->node_sa, "/"));
+		sa_name = strchr(kc->node_sa, '/') + 1;
+	} else {
+		sa_ns = strdup(kc->namespace);
+		sa_name = "weft-node";
+	}
+	if (sa_ns == NULL)
+		return -1;
+	c->nodeauth = weft_node_auth_new(c->kube, sa_ns, sa_name,
+	    kc->audience);
+	free(sa_ns);
+	if (c->nodeauth == NULL ||
+	    (c->ksrc = weft_source_kube_new(c->kube, c->base,
+	    ctrl_source_changed, c)) == NULL) {
+		log_warnx("kubernetes: out of memory");
+		return -1;
+	}
+	if (kc->watch_timeout > 0)
+		weft_source_kube_set_watch_timeout(c->ksrc,
+		    (int)kc->watch_timeout);
+	log_info("kubernetes: API server %s, namespace %s, replica %s",
+	    weft_kube_server(c->kube), kc->namespace, kc->identity);
+	weft_source_kube_start(c->ksrc);
+	if (!kc->leader_elect) {
+		log_info("kubernetes: no leader election (--no-leader-elect)");
+		return 0;
+	}
+	memset(&lc, 0, sizeof(lc));
+	lc.namespace = kc->namespace;
+	lc.name = kc->lease_name;
+	lc.identity = kc->identity;
+	lc.duration = (int)kc->lease_duration;
+	lc.renew_deadline = (int)kc->renew_deadline;
+	lc.retry_period = (int)kc->retry_period;
+	if ((c->lease = weft_lease_new(c->kube, c->base, &lc,
+	    ctrl_leader_changed, c)) == NULL) {
+		log_warnx("kubernetes: out of memory");
+		return -1;
+	}
+	weft_lease_start(c->lease);
+	return 0;
 }
 
 /* "ADDR:PORT", "[v6]:PORT" or ":PORT" into an address and port. */
@@ -1559,6 +2305,20 @@ weft_controller_main(int argc, char **argv)
 		{ "cert-ttl",		required_argument, NULL, 'T' },
 		{ "ca-overlap",		required_argument, NULL, 'O' },
 		{ "check",		no_argument,	   NULL, 'n' },
+		{ "strict-target-namespace", no_argument,  NULL, 'A' },
+		{ "metrics-api-anonymous", no_argument,	   NULL, 'M' },
+		{ "kubeconfig",		required_argument, NULL, OPT_KUBECONFIG },
+		{ "context",		required_argument, NULL, OPT_CONTEXT },
+		{ "namespace",		required_argument, NULL, OPT_NAMESPACE },
+		{ "identity",		required_argument, NULL, OPT_IDENTITY },
+		{ "lease-name",		required_argument, NULL, OPT_LEASE_NAME },
+		{ "no-leader-elect",	no_argument,	   NULL, OPT_NO_ELECT },
+		{ "lease-duration",	required_argument, NULL, OPT_LEASE_DUR },
+		{ "renew-deadline",	required_argument, NULL, OPT_RENEW },
+		{ "retry-period",	required_argument, NULL, OPT_RETRY },
+		{ "node-service-account", required_argument, NULL, OPT_NODE_SA },
+		{ "token-audience",	required_argument, NULL, OPT_AUDIENCE },
+		{ "watch-timeout",	required_argument, NULL, OPT_WATCH },
 		{ "help",		no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1575,6 +2335,11 @@ weft_controller_main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	TAILQ_INIT(&c.held);
+	TAILQ_INIT(&c.authwaits);
+	c.conf.kube.leader_elect = true;
+	c.conf.kube.lease_duration = 15;
+	c.conf.kube.renew_deadline = 10;
+	c.conf.kube.retry_period = 2;
 	c.conf.poll_timeout = WEFT_CONTROLLER_POLL_TIMEOUT;
 	c.conf.listen_port = WEFT_PORT_CONTROLLER;
 	c.conf.cert_ttl = WEFT_CA_CERT_TTL;
@@ -1672,6 +2437,16 @@ weft_controller_main(int argc, char **argv)
 		case 'n':
 			check = true;
 			break;
+		case OPT_KUBECONFIG ... OPT_KUBE_LAST:
+			if (ctrl_kube_option(&c.conf.kube, ch, optarg) == -1)
+				goto done;
+			break;
+		case 'A':
+			c.conf.model_opts.strict_target_namespace = true;
+			break;
+		case 'M':
+			c.conf.metrics_anonymous = true;
+			break;
 		case 'h':
 			ctrl_usage(stdout);
 			rc = 0;
@@ -1690,11 +2465,20 @@ weft_controller_main(int argc, char **argv)
 		fprintf(stderr, "weft controller: --source is required\n");
 		goto done;
 	}
-	if (strncmp(source, "dir:", 4) != 0 || source[4] == '\0') {
+	if (strcmp(source, "kubernetes") == 0)
+		c.conf.kubernetes = true;
+	else if (strncmp(source, "dir:", 4) != 0 || source[4] == '\0') {
 		fprintf(stderr, "weft controller: --source %s: unsupported "
-		    "source (supported: dir:PATH)\n", source);
+		    "source (supported: dir:PATH, kubernetes)\n", source);
 		goto done;
 	}
+	if (c.conf.kubernetes && check) {
+		fprintf(stderr, "weft controller: --check reads dir: sources "
+		    "only\n");
+		goto done;
+	}
+	if (c.conf.kubernetes && ctrl_kube_check(&c.conf.kube) == -1)
+		goto done;
 	if ((c.conf.ca_cert == NULL) != (c.conf.ca_key == NULL)) {
 		fprintf(stderr, "weft controller: --ca-cert and --ca-key go "
 		    "together\n");
@@ -1717,10 +2501,10 @@ weft_controller_main(int argc, char **argv)
 		c.conf.listen_addr = strdup("0.0.0.0");
 	if (c.conf.trust_domain == NULL)
 		c.conf.trust_domain = strdup("cluster.local");
-	c.conf.source_dir = strdup(source + 4);
+	c.conf.source_dir = strdup(c.conf.kubernetes ? source : source + 4);
 	if (c.conf.listen_addr == NULL || c.conf.trust_domain == NULL ||
-	    c.conf.source_dir == NULL ||
-	    (c.src = weft_source_dir_new(c.conf.source_dir)) == NULL) {
+	    c.conf.source_dir == NULL || (!c.conf.kubernetes &&
+	    (c.src = weft_source_dir_new(c.conf.source_dir)) == NULL)) {
 		fprintf(stderr, "weft controller: out of memory\n");
 		goto done;
 	}
@@ -1733,7 +2517,8 @@ weft_controller_main(int argc, char **argv)
 			(void)tokens_load(c.conf.tokens_file, &c.tokens,
 			    &c.n_tokens, &errs);
 		if (weft_source_dir_load(c.src, &docs, &errs) == 0) {
-			m = weft_model_build(&docs, &errs);
+			m = weft_model_build_opts(&docs, &c.conf.model_opts,
+			    &errs);
 			if (m == NULL)
 				weft_errors_add(&errs, "out of memory");
 			weft_model_free(m);
@@ -1741,6 +2526,8 @@ weft_controller_main(int argc, char **argv)
 		weft_manifest_docs_clear(&docs);
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
+		for (i = 0; i < errs.n_warnings; i++)
+			fprintf(stderr, "warning: %s\n", errs.warnings[i]);
 		if (errs.n == 0) {
 			printf("configuration OK\n");
 			rc = 0;
@@ -1748,12 +2535,12 @@ weft_controller_main(int argc, char **argv)
 		goto done;
 	}
 
-	if (c.conf.tokens_file == NULL) {
+	if (c.conf.tokens_file == NULL && !c.conf.kubernetes) {
 		fprintf(stderr, "weft controller: --tokens is required\n");
 		goto done;
 	}
-	if (tokens_load(c.conf.tokens_file, &c.tokens, &c.n_tokens,
-	    &errs) == -1) {
+	if (c.conf.tokens_file != NULL && tokens_load(c.conf.tokens_file,
+	    &c.tokens, &c.n_tokens, &errs) == -1) {
 		for (i = 0; i < errs.n; i++)
 			fprintf(stderr, "weft controller: %s\n", errs.msgs[i]);
 		goto done;
@@ -1761,7 +2548,8 @@ weft_controller_main(int argc, char **argv)
 	{
 		struct stat st;
 
-		if (stat(c.conf.tokens_file, &st) == 0) {
+		if (c.conf.tokens_file != NULL &&
+		    stat(c.conf.tokens_file, &st) == 0) {
 			c.tokens_mtime = st.st_mtim;
 			c.tokens_size = st.st_size;
 		}
@@ -1795,12 +2583,16 @@ weft_controller_main(int argc, char **argv)
 		log_warnx("event_base_new failed");
 		goto done;
 	}
-	if (ctrl_load(&c) == -1) {
+	if (c.conf.kubernetes) {
+		/* the first model comes once every kind has been listed */
+		if (ctrl_kube_start(&c) == -1)
+			goto done;
+	} else if (ctrl_load(&c) == -1) {
 		log_warnx("source %s: cannot be loaded", c.conf.source_dir);
 		goto done;
 	}
-	if (weft_source_dir_watch(c.src, c.base, ctrl_source_changed,
-	    &c) == -1) {
+	if (!c.conf.kubernetes && weft_source_dir_watch(c.src, c.base,
+	    ctrl_source_changed, &c) == -1) {
 		log_warn("source %s: inotify", c.conf.source_dir);
 		goto done;
 	}

@@ -5,6 +5,8 @@
  *   certs         the identities each node holds, serials and expiry
  *   ca rotate     a new mesh CA root signs from now on
  *   check FILE... validate manifests offline, as the controller would
+ *   explain       would a pod's node let a caller in, and why (GET
+ *                 /v1/explain, weft/explain.h)
  *
  * The HTTP client is deliberately tiny and blocking (one request per
  * connection, Connection: close): ctl makes a handful of requests and
@@ -35,6 +37,8 @@
 
 #include "weft/controller.h"
 #include "weft/log.h"
+#include "weft/smimetrics.h"
+#include "weft/svcinfo.h"
 
 #define CTL_IO_TIMEOUT_MS	10000
 #define CTL_MAX_RESPONSE	(8u << 20)
@@ -816,6 +820,294 @@ ctl_ca(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
+/* Append key=value to *q, percent-encoding everything but RFC 3986
+ * unreserved characters.  Returns 0 or -1 (ENOMEM). */
+static int
+ctl_query_add(char **q, size_t *len, size_t *cap, const char *key,
+    const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *parts[2] = { key, value };
+	size_t need = strlen(key) + 3 * strlen(value) + 3, k;
+	const unsigned char *p;
+	char *nq;
+
+	if (*len + need >= *cap) {
+		*cap = (*len + need) * 2;
+		if ((nq = realloc(*q, *cap)) == NULL)
+			return -1;
+		*q = nq;
+	}
+	if (*len > 0)
+		(*q)[(*len)++] = '&';
+	for (k = 0; k < 2; k++) {
+		if (k == 1)
+			(*q)[(*len)++] = '=';
+		for (p = (const unsigned char *)parts[k]; *p != '\0'; p++) {
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' &&
+			    *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			    *p == '-' || *p == '.' || *p == '_' || *p == '~')
+				(*q)[(*len)++] = (char)*p;
+			else {
+				(*q)[(*len)++] = '%';
+				(*q)[(*len)++] = hex[*p >> 4];
+				(*q)[(*len)++] = hex[*p & 15];
+			}
+		}
+	}
+	(*q)[*len] = '\0';
+	return 0;
+}
+
+static void
+ctl_explain_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: weft ctl explain --from NS/SA|unauthenticated --to NS/POD\n"
+	    "           --port PORT [--proto tcp|udp]\n"
+	    "           [--method METHOD] [--path PATH] [--header NAME=VALUE]...\n"
+	    "\n"
+	    "Ask the controller whether the destination pod's node would let the\n"
+	    "caller in, with the policy it enforces now.  Prints allow, deny or\n"
+	    "http, then the TrafficTarget and rule that decided, or the reason.\n"
+	    "With --method, --path or --header (method GET and path / by\n"
+	    "default), an HTTP request is checked when HTTP rules apply.\n"
+	    "\n"
+	    "exit status: 0 allow, 1 deny, 2 usage or error, 3 http (the\n"
+	    "connection is accepted and each request is checked; raw TCP is not\n"
+	    "allowed): give a request to know more\n");
+}
+
+static int
+ctl_explain(struct ctl *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "from",	required_argument, NULL, 'f' },
+		{ "to",		required_argument, NULL, 't' },
+		{ "port",	required_argument, NULL, 'p' },
+		{ "proto",	required_argument, NULL, 'P' },
+		{ "method",	required_argument, NULL, 'm' },
+		{ "path",	required_argument, NULL, 'a' },
+		{ "header",	required_argument, NULL, 'H' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct ctl_response resp;
+	struct json_object *o = NULL, *v, *conn;
+	const char *from = NULL, *to = NULL, *port = NULL, *decision, *s;
+	char *q = NULL, *path = NULL, *err = NULL;
+	size_t len = 0, cap = 0;
+	int ch, rc = 2;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'f':
+			from = optarg;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'p':
+			port = optarg;
+			break;
+		case 'P':
+		case 'm':
+		case 'a':
+		case 'H':
+			if (ctl_query_add(&q, &len, &cap, ch == 'P' ? "proto" :
+			    ch == 'm' ? "method" : ch == 'a' ? "path" : "header",
+			    optarg) == -1)
+				goto oom;
+			break;
+		case 'h':
+			ctl_explain_usage(stdout);
+			free(q);
+			return 0;
+		default:
+			ctl_explain_usage(stderr);
+			free(q);
+			return 2;
+		}
+	}
+	if (from == NULL || to == NULL || port == NULL || optind != argc) {
+		ctl_explain_usage(stderr);
+		free(q);
+		return 2;
+	}
+	if (ctl_query_add(&q, &len, &cap, "from", from) == -1 ||
+	    ctl_query_add(&q, &len, &cap, "to", to) == -1 ||
+	    ctl_query_add(&q, &len, &cap, "port", port) == -1 ||
+	    asprintf(&path, "/v1/explain?%s", q) == -1)
+		goto oom;
+	if (ctl_get(c, path, &resp, &err) == -1) {
+		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
+		free(err);
+		goto done;
+	}
+	o = json_tokener_parse(resp.body);
+	if (resp.status != 200 || o == NULL ||
+	    (decision = jstr(o, "decision")) == NULL) {
+		fprintf(stderr, "weft ctl explain: controller answered %d: %s\n",
+		    resp.status, o != NULL && json_object_object_get_ex(o,
+		    "error", &v) ? json_object_get_string(v) : resp.body);
+		free(resp.body);
+		goto done;
+	}
+	free(resp.body);
+	printf("%s\n", decision);
+	if ((s = jstr(o, "target")) != NULL && s[0] != '\0')
+		printf("  TrafficTarget  %s\n", s);
+	if ((s = jstr(o, "rule")) != NULL && s[0] != '\0')
+		printf("  rule           %s\n", s);
+	if ((s = jstr(o, "reason")) != NULL && s[0] != '\0')
+		printf("  reason         %s\n", s);
+	if (json_object_object_get_ex(o, "request", NULL) &&
+	    json_object_object_get_ex(o, "connection", &conn))
+		printf("  connection     %s: %s\n", jstr(conn, "verdict") ?
+		    jstr(conn, "verdict") : "?", jstr(conn, "reason") ?
+		    jstr(conn, "reason") : "");
+	if (strcmp(decision, "http") == 0)
+		printf("  (give --method/--path/--header to check a request)\n");
+	rc = strcmp(decision, "allow") == 0 ? 0 :
+	    strcmp(decision, "http") == 0 ? 3 : 1;
+	goto done;
+oom:
+	fprintf(stderr, "weft ctl: out of memory\n");
+done:
+	json_object_put(o);
+	free(q);
+	free(path);
+	return rc;
+}
+
+/* weft ctl top: per-edge rate, success ratio and latency percentiles from
+ * the controller's SMI metrics store (GET /v1/top). */
+static int
+ctl_top(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "namespace",	required_argument, NULL, 'n' },
+		{ "window",	required_argument, NULL, 'w' },
+		{ "side",	required_argument, NULL, 's' },
+		{ "help",	no_argument,	   NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static const char usage[] = "usage: weft ctl top [--namespace NS] "
+	    "[--window 30s] [--side client|server|all]\n";
+	struct ctl_response resp;
+	const char *ns = NULL, *window = "30s", *side = "client";
+	char *q = NULL, *path = NULL, *err = NULL;
+	size_t qlen = 0, qcap = 0;
+	int ch, secs, rc = 1;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "n:w:s:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			ns = optarg;
+			break;
+		case 'w':
+			window = optarg;
+			break;
+		case 's':
+			side = optarg;
+			break;
+		case 'h':
+			printf("%s", usage);
+			return 0;
+		default:
+			fprintf(stderr, "%s", usage);
+			return 2;
+		}
+	}
+	if (optind != argc || weft_smim_parse_duration(window, &secs) == -1 ||
+	    (strcmp(side, "client") != 0 && strcmp(side, "server") != 0 &&
+	    strcmp(side, "all") != 0)) {
+		fprintf(stderr, "%s", usage);
+		return 2;
+	}
+	if (ctl_query_add(&q, &qlen, &qcap, "t", window) == -1 ||
+	    (ns != NULL && ctl_query_add(&q, &qlen, &qcap, "namespace",
+	    ns) == -1) || asprintf(&path, "/v1/top?%s", q) == -1) {
+		path = NULL;
+		fprintf(stderr, "weft ctl: out of memory\n");
+		goto done;
+	}
+	if (ctl_get(c, path, &resp, &err) == -1) {
+		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
+		goto done;
+	}
+	if (resp.status != 200)
+		fprintf(stderr, "weft ctl: controller answered %d: %s\n",
+		    resp.status, resp.body);
+	else if (weft_smim_top_print(resp.body, side, stdout) == -1)
+		fprintf(stderr, "weft ctl: controller sent a malformed answer\n");
+	else
+		rc = 0;
+	free(resp.body);
+done:
+	free(err);
+	free(q);
+	free(path);
+	return rc;
+}
+
+/* `weft ctl service NS/NAME [--window 30s]` (weft/svcinfo.h). */
+static int
+ctl_service(struct ctl *c, int argc, char **argv)
+{
+	static const char usage[] = "usage: weft ctl service NS/NAME "
+	    "[--window 30s]\n";
+	struct ctl_response resp;
+	const char *window = "30s", *ref = NULL;
+	char *path = NULL, *err = NULL;
+	int i, secs, rc = 1;
+
+	for (i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "--window") == 0 ||
+		    strcmp(argv[i], "-w") == 0) && i + 1 < argc)
+			window = argv[++i];
+		else if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
+			printf("%s", usage);
+			return 0;
+		} else if (ref == NULL && argv[i][0] != '-')
+			ref = argv[i];
+		else {
+			fprintf(stderr, "%s", usage);
+			return 2;
+		}
+	}
+	if (ref == NULL || strchr(ref, '/') == NULL ||
+	    strchr(ref, '?') != NULL || strchr(ref, '%') != NULL ||
+	    weft_smim_parse_duration(window, &secs) == -1) {
+		fprintf(stderr, "%s", usage);
+		return 2;
+	}
+	if (asprintf(&path, "/v1/services/%s?t=%s", ref, window) == -1) {
+		path = NULL;
+		fprintf(stderr, "weft ctl: out of memory\n");
+		return 1;
+	}
+	if (ctl_get(c, path, &resp, &err) == -1) {
+		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
+		goto done;
+	}
+	if (resp.status != 200)
+		fprintf(stderr, "weft ctl: controller answered %d: %s\n",
+		    resp.status, resp.body);
+	else if (weft_svcinfo_print(resp.body, stdout) == -1)
+		fprintf(stderr, "weft ctl: controller sent a malformed answer\n");
+	else
+		rc = 0;
+	free(resp.body);
+done:
+	free(err);
+	free(path);
+	return rc;
+}
+
 static int
 ctl_check(int argc, char **argv)
 {
@@ -866,7 +1158,17 @@ ctl_usage(FILE *f)
 	    "                             expiry; and the CA roots\n"
 	    "  ca rotate                  a new CA root signs from now on; the\n"
 	    "                             old one stays trusted for the overlap\n"
-	    "  check FILE...              validate manifests offline\n",
+	    "  check FILE...              validate manifests offline\n"
+	    "  explain --from NS/SA --to NS/POD --port P [--proto tcp|udp]\n"
+	    "          [--method M] [--path P] [--header K=V]...\n"
+	    "                             would the pod's node allow it, and why\n"
+	    "                             (exit 0 allow, 1 deny, 3 per request)\n"
+	    "  top [--namespace NS] [--window 30s] [--side client|server|all]\n"
+	    "                             requests/s, success ratio, p50/p90/p99\n"
+	    "                             of each pod-to-pod edge (SMI metrics)\n"
+	    "  service NS/NAME [--window 30s]\n"
+	    "                             a Service's endpoints, its TrafficSplits\n"
+	    "                             and each backend's recent share\n",
 	    WEFT_CONTROLLER_URL);
 }
 
@@ -923,7 +1225,9 @@ weft_ctl_main(int argc, char **argv)
 	if (strcmp(cmd, "check") == 0)
 		return ctl_check(argc, argv);
 	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "wait") != 0 &&
-	    strcmp(cmd, "certs") != 0 && strcmp(cmd, "ca") != 0) {
+	    strcmp(cmd, "certs") != 0 && strcmp(cmd, "ca") != 0 &&
+	    strcmp(cmd, "explain") != 0 && strcmp(cmd, "top") != 0 &&
+	    strcmp(cmd, "service") != 0) {
 		fprintf(stderr, "weft ctl: unknown command '%s'\n\n", cmd);
 		ctl_usage(stderr);
 		return 2;
@@ -932,7 +1236,8 @@ weft_ctl_main(int argc, char **argv)
 	    token_file[0] != '\0' && ctl_read_token(&c, token_file,
 	    &err) == -1)) {
 		fprintf(stderr, "weft ctl: %s\n", err ? err : "out of memory");
-		rc = 1;
+		/* explain keeps 1 for "deny" */
+		rc = strcmp(cmd, "explain") == 0 ? 2 : 1;
 		goto done;
 	}
 	if (strcmp(cmd, "status") == 0)
@@ -941,6 +1246,12 @@ weft_ctl_main(int argc, char **argv)
 		rc = ctl_certs(&c, argc, argv);
 	else if (strcmp(cmd, "ca") == 0)
 		rc = ctl_ca(&c, argc, argv);
+	else if (strcmp(cmd, "explain") == 0)
+		rc = ctl_explain(&c, argc, argv);
+	else if (strcmp(cmd, "top") == 0)
+		rc = ctl_top(&c, argc, argv);
+	else if (strcmp(cmd, "service") == 0)
+		rc = ctl_service(&c, argc, argv);
 	else
 		rc = ctl_wait(&c, argc, argv);
 done:

@@ -29,35 +29,52 @@
 
 /* --- errors ---------------------------------------------------------------- */
 
-void
-weft_errors_add(struct weft_errors *e, const char *fmt, ...)
+static void
+errors_vappend(char ***msgs, size_t *n, size_t *capp, const char *oom,
+    const char *fmt, va_list ap)
 {
-	static char oom[] = "out of memory while recording an error";
-	va_list ap;
 	char *msg = NULL;
-	int r;
 
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r == -1)
+	if (vasprintf(&msg, fmt, ap) == -1)
 		msg = NULL;
-	if (e->n == e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 8;
-		char **m = reallocarray(e->msgs, cap, sizeof(*m));
+	if (*n == *capp) {
+		size_t cap = *capp ? *capp * 2 : 8;
+		char **m = reallocarray(*msgs, cap, sizeof(*m));
 
 		if (m == NULL) {
 			free(msg);
 			return;
 		}
-		e->msgs = m;
-		e->cap = cap;
+		*msgs = m;
+		*capp = cap;
 	}
 	if (msg == NULL)
 		msg = strdup(oom);
 	if (msg == NULL)
 		return;
-	e->msgs[e->n++] = msg;
+	(*msgs)[(*n)++] = msg;
+}
+
+void
+weft_errors_add(struct weft_errors *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	errors_vappend(&e->msgs, &e->n, &e->cap,
+	    "out of memory while recording an error", fmt, ap);
+	va_end(ap);
+}
+
+void
+weft_errors_warn(struct weft_errors *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	errors_vappend(&e->warnings, &e->n_warnings, &e->cap_warnings,
+	    "out of memory while recording a warning", fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -70,6 +87,11 @@ weft_errors_clear(struct weft_errors *e)
 	free(e->msgs);
 	e->msgs = NULL;
 	e->n = e->cap = 0;
+	for (i = 0; i < e->n_warnings; i++)
+		free(e->warnings[i]);
+	free(e->warnings);
+	e->warnings = NULL;
+	e->n_warnings = e->cap_warnings = 0;
 }
 
 /* --- document lists -------------------------------------------------------- */

@@ -48,6 +48,21 @@ weft_model_free(struct weft_model *m)
 	for (i = 0; i < m->all.n_services; i++)
 		weft_snap_service_clear(&m->all.services[i]);
 	free(m->all.services);
+	for (i = 0; i < m->all.n_targets; i++)
+		weft_smi_target_clear(&m->all.targets[i]);
+	free(m->all.targets);
+	for (i = 0; i < m->all.n_http_route_groups; i++)
+		weft_smi_http_route_group_clear(&m->all.http_route_groups[i]);
+	free(m->all.http_route_groups);
+	for (i = 0; i < m->all.n_tcp_routes; i++)
+		weft_smi_l4_route_clear(&m->all.tcp_routes[i]);
+	free(m->all.tcp_routes);
+	for (i = 0; i < m->all.n_udp_routes; i++)
+		weft_smi_l4_route_clear(&m->all.udp_routes[i]);
+	free(m->all.udp_routes);
+	for (i = 0; i < m->all.n_splits; i++)
+		weft_smi_split_clear(&m->all.splits[i]);
+	free(m->all.splits);
 	free(m);
 }
 
@@ -70,18 +85,63 @@ grow(void **arr, size_t *cap, size_t n, size_t sz)
 	return 0;
 }
 
+static size_t
+seen_hash(const char *kind, const char *ns, const char *name)
+{
+	const char *parts[3] = { kind, ns, name }, *p;
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		for (p = parts[i]; *p != '\0'; p++) {
+			h ^= (unsigned char)*p;
+			h *= 1099511628211ULL;
+		}
+		h ^= 0xff;	/* "a" "bc" differs from "ab" "c" */
+		h *= 1099511628211ULL;
+	}
+	return (size_t)h;
+}
+
+/* Double the open-addressing index of b->seen (entries are 1 + the
+ * position in b->seen; 0 is empty). */
+static int
+seen_index_grow(struct weft_builder *b)
+{
+	size_t nb = b->seen_nb ? b->seen_nb * 2 : 64, i, slot;
+	size_t *idx;
+
+	if ((idx = calloc(nb, sizeof(*idx))) == NULL)
+		return -1;
+	for (i = 0; i < b->n_seen; i++) {
+		const struct weft_seen *s = &b->seen[i];
+
+		for (slot = seen_hash(s->kind, s->namespace, s->name) % nb;
+		    idx[slot] != 0; slot = (slot + 1) % nb)
+			;
+		idx[slot] = i + 1;
+	}
+	free(b->seen_index);
+	b->seen_index = idx;
+	b->seen_nb = nb;
+	return 0;
+}
+
 int
 weft_builder_seen(struct weft_builder *b, const char *kind, const char *ns,
     const char *name, const char *file, unsigned doc,
     const struct weft_seen **first)
 {
 	struct weft_seen *s;
-	size_t i;
+	size_t slot;
 
-	/* linear: manifests of a lab or a single machine hold hundreds of
-	 * objects, not millions */
-	for (i = 0; i < b->n_seen; i++) {
-		s = &b->seen[i];
+	/* hashed: a cluster holds thousands of pods, and a linear search
+	 * per object made each build quadratic */
+	if ((b->n_seen + 1) * 2 > b->seen_nb && seen_index_grow(b) == -1)
+		return -1;
+	for (slot = seen_hash(kind, ns, name) % b->seen_nb;
+	    b->seen_index[slot] != 0; slot = (slot + 1) % b->seen_nb) {
+		s = &b->seen[b->seen_index[slot] - 1];
 		if (s->kind == kind && strcmp(s->name, name) == 0 &&
 		    strcmp(s->namespace, ns) == 0) {
 			*first = s;
@@ -104,6 +164,7 @@ weft_builder_seen(struct weft_builder *b, const char *kind, const char *ns,
 		return -1;
 	}
 	b->n_seen++;
+	b->seen_index[slot] = b->n_seen;
 	return 1;
 }
 
@@ -262,7 +323,7 @@ implicit_namespace(struct weft_builder *b, const char *name)
 }
 
 static int
-model_finish(struct weft_builder *b)
+model_finish(struct weft_builder *b, struct weft_errors *errs)
 {
 	struct weft_model *m = b->m;
 	struct weft_snapshot *a = &m->all;
@@ -290,6 +351,9 @@ model_finish(struct weft_builder *b)
 		    service_cmp);
 	if (m->n_sas)
 		qsort(m->sas, m->n_sas, sizeof(*m->sas), sa_cmp);
+	if (weft_smi_finish(b, errs) == -1)
+		return -1;
+	weft_slice_eps_apply(b);
 	for (i = 0; i < a->n_pods; i++) {
 		ns = weft_snapshot_namespace(a, a->pods[i].namespace);
 		a->pods[i].meshed = ns != NULL && ns->meshed;
@@ -307,23 +371,36 @@ struct weft_model *
 weft_model_build(const struct weft_manifest_docs *docs,
     struct weft_errors *errs)
 {
+	return weft_model_build_opts(docs, NULL, errs);
+}
+
+struct weft_model *
+weft_model_build_opts(const struct weft_manifest_docs *docs,
+    const struct weft_model_opts *opts, struct weft_errors *errs)
+{
+	static const struct weft_model_opts defaults;
 	struct weft_builder b;
 	size_t i;
 	int rc = 0;
 
 	memset(&b, 0, sizeof(b));
+	b.opts = opts != NULL ? opts : &defaults;
 	if ((b.m = calloc(1, sizeof(*b.m))) == NULL)
 		return NULL;
 	for (i = 0; rc == 0 && i < docs->n; i++)
 		rc = weft_objects_add_doc(&b, &docs->docs[i], errs);
 	if (rc == 0)
-		rc = model_finish(&b);
+		rc = model_finish(&b, errs);
 	for (i = 0; i < b.n_seen; i++) {
 		free(b.seen[i].namespace);
 		free(b.seen[i].name);
 		free(b.seen[i].file);
 	}
 	free(b.seen);
+	free(b.seen_index);
+	weft_smi_builder_clear(&b);
+	weft_slice_eps_truncate(&b, 0);
+	free(b.slice_eps);
 	if (rc == -1) {
 		weft_model_free(b.m);
 		return NULL;
@@ -342,4 +419,6 @@ weft_model_view(const struct weft_model *m, const char *node_name,
 	view->trust_domain = (char *)(uintptr_t)trust_domain;
 	view->pods = m->view_pods;
 	view->n_pods = m->n_view_pods;
+	/* the SMI arrays (targets ... splits) come with *view = m->all:
+	 * every namespace's objects, borrowed like the rest */
 }

@@ -26,29 +26,17 @@
 
 #include "model.h"
 
-/* Per-document reporting context. */
-struct vdoc {
-	struct weft_errors *errs;
-	const char	*file;
-	unsigned	 doc;
-	char		 prefix[32];	/* "items[3]." inside a List, else "" */
-	char		 what[320];	/* "Pod default/web", "" until known */
-	int		 nerr;		/* errors reported */
-	int		 nsoft;		/* of which: parts dropped, object kept */
-};
-
-/* Whether the document had an error that invalidates it as a whole. */
-#define VBAD(v)	((v)->nerr > (v)->nsoft)
-
-static void __attribute__((format(printf, 3, 4)))
-verr(struct vdoc *v, const char *path, const char *fmt, ...)
+/* Report into errors (or, warn, into warnings) with the document's
+ * context; struct vdoc is in model.h, shared with smi.c. */
+static void
+vreport(struct vdoc *v, bool warn, const char *path, const char *fmt,
+    va_list ap)
 {
+	void (*add)(struct weft_errors *, const char *, ...) =
+	    warn ? weft_errors_warn : weft_errors_add;
 	char msg[512], where[400];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (v->what[0] != '\0')
 		snprintf(where, sizeof(where), "%s: document %u (%s)", v->file,
 		    v->doc, v->what);
@@ -56,14 +44,44 @@ verr(struct vdoc *v, const char *path, const char *fmt, ...)
 		snprintf(where, sizeof(where), "%s: document %u", v->file,
 		    v->doc);
 	if (v->prefix[0] == '\0' && path[0] == '\0')
-		weft_errors_add(v->errs, "%s: %s", where, msg);
+		add(v->errs, "%s: %s", where, msg);
 	else if (path[0] == '\0')
-		weft_errors_add(v->errs, "%s: %.*s: %s", where,
+		add(v->errs, "%s: %.*s: %s", where,
 		    (int)strlen(v->prefix) - 1, v->prefix, msg);
 	else
-		weft_errors_add(v->errs, "%s: %s%s: %s", where, v->prefix,
-		    path, msg);
-	v->nerr++;
+		add(v->errs, "%s: %s%s: %s", where, v->prefix, path, msg);
+	if (!warn)
+		v->nerr++;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+verr(struct vdoc *v, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(v, false, path, fmt, ap);
+	va_end(ap);
+}
+
+void
+weft_vdoc_err(struct vdoc *v, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(v, false, path, fmt, ap);
+	va_end(ap);
+}
+
+void
+weft_vdoc_warn(struct vdoc *v, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(v, true, path, fmt, ap);
+	va_end(ap);
 }
 
 /* How a value is shown after "got": JSON text for scalars (strings quoted,
@@ -90,6 +108,12 @@ vgot(struct json_object *o, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s", s);
 	return buf;
+}
+
+const char *
+weft_vdoc_got(struct json_object *o, char *buf, size_t len)
+{
+	return vgot(o, buf, len);
 }
 
 /* The value of key in o, or NULL when absent or null (Kubernetes treats an
@@ -895,7 +919,8 @@ oom:
 struct kind_handler {
 	const char	*group;		/* "" = core API group */
 	const char	*kind;
-	const char	*version;	/* the version accepted */
+	const char	*version;	/* the version accepted; NULL: the
+					 * handler checks it */
 	bool		 namespaced;
 	bool		 name_is_label;	/* else a DNS-1123 subdomain */
 	kind_fn		 add;
@@ -907,6 +932,20 @@ static const struct kind_handler kind_handlers[] = {
 	{ "", "Node",		"v1", false, false, node_add },
 	{ "", "Pod",		"v1", true,  false, pod_add },
 	{ "", "Service",	"v1", true,  true,  svc_add },
+	/* readiness of pods (endpointslice.c) */
+	{ "discovery.k8s.io", "EndpointSlice", "v1", true, false,
+	    weft_endpointslice_add },
+	/* SMI (smi.c): several versions each, checked by the handler */
+	{ "access.smi-spec.io", "TrafficTarget", NULL, true, false,
+	    weft_smi_target_add },
+	{ "specs.smi-spec.io", "HTTPRouteGroup", NULL, true, false,
+	    weft_smi_http_route_group_add },
+	{ "specs.smi-spec.io", "TCPRoute", NULL, true, false,
+	    weft_smi_tcp_route_add },
+	{ "specs.smi-spec.io", "UDPRoute", NULL, true, false,
+	    weft_smi_udp_route_add },
+	{ "split.smi-spec.io", "TrafficSplit", NULL, true, false,
+	    weft_smi_split_add },
 };
 
 static const struct kind_handler *
@@ -1010,7 +1049,7 @@ add_object(struct weft_builder *b, struct vdoc *v, struct json_object *o)
 		ns = NULL;
 	what_set(v, kind, ns, name);
 	version = strchr(apiv, '/') ? strchr(apiv, '/') + 1 : apiv;
-	if (strcmp(version, h->version) != 0)
+	if (h->version != NULL && strcmp(version, h->version) != 0)
 		verr(v, "apiVersion", "expected %s%s%s, got \"%s\"", h->group,
 		    h->group[0] ? "/" : "", h->version, apiv);
 	if (meta == NULL) {

@@ -337,7 +337,7 @@ weft_nft_apply(struct weft_nft *n, const struct weft_nft_config *cfg,
     char **err)
 {
 	size_t hint = 64 * 1024 + (cfg->n_meshed + cfg->n_exempt) * 320 +
-	    cfg->n_pod_cidrs * 128;
+	    cfg->n_udp * 400 + cfg->n_pod_cidrs * 128;
 
 	return weft_nft_run(n, "apply table inet " WEFT_NFT_TABLE, hint,
 	    weft_nft_apply_cb, cfg, NULL, err);
@@ -348,9 +348,9 @@ weft_nft_update_pods(struct weft_nft *n, const struct weft_nft_config *old,
     const struct weft_nft_config *new, char **err)
 {
 	size_t hint = 16 * 1024 + (old->n_meshed + old->n_exempt +
-	    new->n_meshed + new->n_exempt) * 400;
+	    new->n_meshed + new->n_exempt + old->n_udp + new->n_udp) * 400;
 
-	return weft_nft_run(n, "update pod sets", hint, weft_nft_update_cb,
+	return weft_nft_run(n, "update sets", hint, weft_nft_update_cb,
 	    old, new, err);
 }
 

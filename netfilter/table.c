@@ -35,14 +35,22 @@
 #include "nft-int.h"
 
 #define CHAIN_PREROUTING	"filter-prerouting"
+#define CHAIN_FORWARD		"filter-forward"
 #define TABLE_COMMENT \
 	"weft: capture of meshed pods' traffic; rebuilt by weft node, do not edit"
 #define CHAIN_COMMENT \
 	"TPROXY capture of local pods' TCP; fails closed when weft is down"
+#define CHAIN_FORWARD_COMMENT \
+	"UDPRoute: UDP to local meshed pods only as TrafficTargets grant it"
 
 /* nft's datatypes (src/datatype.h): what `nft list` needs to print keys. */
 #define NFT_TYPE_IPV4_ADDR	7
 #define NFT_TYPE_IPV6_ADDR	8
+#define NFT_TYPE_INET_SERVICE	13
+#define NFT_TYPE_BITS		6	/* a concatenation's type packs its
+					 * fields' types, 6 bits each */
+#define NFT_BYTEORDER_INVALID	0	/* what nft records for a
+					 * concatenation: per field */
 #define NFT_BYTEORDER_BIG	2	/* enum byteorder BYTEORDER_BIG_ENDIAN */
 
 #define REG			NFT_REG_1
@@ -51,20 +59,35 @@ enum { V4, V6, NFAM };
 
 /* Sets in the order they are created; ids are per batch. */
 enum weft_nft_setidx {
-	SET_CIDRS, SET_MESHED, SET_EXEMPT, NSETS
+	SET_CIDRS, SET_MESHED, SET_EXEMPT, SET_UDP, SET_UDP_ANY, NSETS
+};
+
+/* What a set's elements are: an address, or a concatenation with a port
+ * range (`flags interval` on a concatenation: nft's pipapo sets). */
+enum weft_nft_key {
+	KEY_ADDR,		/* ipv4_addr */
+	KEY_SRC_DST_PORT,	/* ipv4_addr . ipv4_addr . inet_service */
+	KEY_DST_PORT,		/* ipv4_addr . inet_service */
 };
 
 static const struct {
 	const char	*name[NFAM];
 	const char	*comment;
 	bool		 interval;
+	enum weft_nft_key key;
 } weft_nft_sets[NSETS] = {
 	[SET_CIDRS]  = { { "pod-cidrs-v4", "pod-cidrs-v6" },
-	    "pod CIDRs of this node", true },
+	    "pod CIDRs of this node", true, KEY_ADDR },
 	[SET_MESHED] = { { "meshed-pods-v4", "meshed-pods-v6" },
-	    "local pods in meshed namespaces", false },
+	    "local pods in meshed namespaces", false, KEY_ADDR },
 	[SET_EXEMPT] = { { "exempt-pods-v4", "exempt-pods-v6" },
-	    "local pods outside the mesh", false },
+	    "local pods outside the mesh", false, KEY_ADDR },
+	[SET_UDP]    = { { "udp-allow-v4", "udp-allow-v6" },
+	    "UDP granted by TrafficTargets: source pod . local pod . ports",
+	    true, KEY_SRC_DST_PORT },
+	[SET_UDP_ANY] = { { "udp-allow-any-v4", "udp-allow-any-v6" },
+	    "UDP granted to every source: local pod . ports", true,
+	    KEY_DST_PORT },
 };
 
 static const int weft_nft_afs[NFAM] = { AF_INET, AF_INET6 };
@@ -256,6 +279,86 @@ weft_nft_pods_family(const struct weft_nft_pod *pods, size_t n, int af,
 	return c;
 }
 
+/* UDP grants in the order of their set's keys: source (unset for any_src),
+ * destination, then ports. */
+static int
+weft_nft_udp_cmp(const void *pa, const void *pb)
+{
+	const struct weft_nft_udp *a = pa, *b = pb;
+	int c;
+
+	if ((c = weft_nft_ip_cmp(&a->src, &b->src)) != 0)
+		return c;
+	if ((c = weft_nft_ip_cmp(&a->dst, &b->dst)) != 0)
+		return c;
+	if (a->port_lo != b->port_lo)
+		return a->port_lo < b->port_lo ? -1 : 1;
+	if (a->port_hi != b->port_hi)
+		return a->port_hi < b->port_hi ? -1 : 1;
+	return 0;
+}
+
+/* With the comment last, so that merging picks the same comment whatever
+ * order the caller listed the grants in. */
+static int
+weft_nft_udp_sort_cmp(const void *pa, const void *pb)
+{
+	const struct weft_nft_udp *a = pa, *b = pb;
+	int c;
+
+	if ((c = weft_nft_udp_cmp(a, b)) != 0)
+		return c;
+	return strncmp(a->comment, b->comment, WEFT_NFT_COMMENT_MAX);
+}
+
+/* The elements of one UDP set: one family's grants, from every source
+ * (any) or from one source each, sorted, with the port ranges of the same
+ * (source, destination) merged where they overlap or touch.  A concatenated
+ * interval set refuses overlapping elements (pipapo), and the diff needs one
+ * canonical form.  The first grant's comment stands for a merged range.
+ * NULL with *n = 0 when empty. */
+static struct weft_nft_udp *
+weft_nft_udp_family(const struct weft_nft_udp *u, size_t n, int af, bool any,
+    size_t *out_n, bool *nomem)
+{
+	struct weft_nft_udp *c;
+	size_t i, k = 0;
+
+	*out_n = 0;
+	if (n == 0)
+		return NULL;
+	if ((c = calloc(n, sizeof(*c))) == NULL) {
+		*nomem = true;
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (u[i].dst.family != af || u[i].any_src != any ||
+		    (!any && u[i].src.family != af) ||
+		    u[i].port_lo > u[i].port_hi)
+			continue;
+		c[k] = u[i];
+		if (any)
+			memset(&c[k].src, 0, sizeof(c[k].src));
+		k++;
+	}
+	qsort(c, k, sizeof(*c), weft_nft_udp_sort_cmp);
+	n = k;
+	for (i = k = 0; i < n; i++) {
+		struct weft_nft_udp *prev = k > 0 ? &c[k - 1] : NULL;
+
+		if (prev != NULL && weft_nft_ip_cmp(&prev->src, &c[i].src) == 0 &&
+		    weft_nft_ip_cmp(&prev->dst, &c[i].dst) == 0 &&
+		    (uint32_t)c[i].port_lo <= (uint32_t)prev->port_hi + 1) {
+			if (c[i].port_hi > prev->port_hi)
+				prev->port_hi = c[i].port_hi;
+			continue;
+		}
+		c[k++] = c[i];
+	}
+	*out_n = k;
+	return c;
+}
+
 static bool
 weft_nft_str_empty(const char *s)
 {
@@ -353,13 +456,49 @@ weft_nft_add_table(struct weft_nft_batch *b, uint16_t type, bool comment,
 	weft_nft_msg_add(b, nlh, "%s", what);
 }
 
+/* Key type (nft's datatype numbers, packed for a concatenation) and key
+ * length (every field of a concatenation padded to a 32-bit register). */
+static uint32_t
+weft_nft_key_type(enum weft_nft_key key, int fam)
+{
+	uint32_t a = fam == V4 ? NFT_TYPE_IPV4_ADDR : NFT_TYPE_IPV6_ADDR;
+
+	switch (key) {
+	case KEY_SRC_DST_PORT:
+		return (((a << NFT_TYPE_BITS) | a) << NFT_TYPE_BITS) |
+		    NFT_TYPE_INET_SERVICE;
+	case KEY_DST_PORT:
+		return (a << NFT_TYPE_BITS) | NFT_TYPE_INET_SERVICE;
+	default:
+		return a;
+	}
+}
+
+static uint32_t
+weft_nft_key_len(enum weft_nft_key key, int fam)
+{
+	uint32_t a = fam == V4 ? 4 : 16;
+
+	switch (key) {
+	case KEY_SRC_DST_PORT:
+		return 2 * a + 4;
+	case KEY_DST_PORT:
+		return a + 4;
+	default:
+		return a;
+	}
+}
+
 static void
 weft_nft_add_set(struct weft_nft_batch *b, enum weft_nft_setidx si, int fam,
     uint32_t set_id)
 {
+	enum weft_nft_key key = weft_nft_sets[si].key;
 	struct nftnl_udata_buf *ud;
 	struct nftnl_set *s;
 	struct nlmsghdr *nlh;
+	uint8_t fields[4] = { 0 };
+	uint32_t flags = 0;
 
 	if ((s = nftnl_set_alloc()) == NULL ||
 	    (ud = nftnl_udata_buf_alloc(NFTNL_UDATA_COMMENT_MAXLEN + 32)) ==
@@ -371,15 +510,26 @@ weft_nft_add_set(struct weft_nft_batch *b, enum weft_nft_setidx si, int fam,
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, WEFT_NFT_TABLE);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, weft_nft_sets[si].name[fam]);
 	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, NFPROTO_INET);
-	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE,
-	    fam == V4 ? NFT_TYPE_IPV4_ADDR : NFT_TYPE_IPV6_ADDR);
-	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, fam == V4 ? 4 : 16);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, weft_nft_key_type(key, fam));
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, weft_nft_key_len(key, fam));
 	nftnl_set_set_u32(s, NFTNL_SET_ID, set_id);
 	if (weft_nft_sets[si].interval)
-		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_INTERVAL);
+		flags |= NFT_SET_INTERVAL;
+	if (key != KEY_ADDR) {
+		/* A concatenation: the kernel needs each field's length to
+		 * match ranges field by field (NFTA_SET_DESC_CONCAT). */
+		fields[0] = fam == V4 ? 4 : 16;
+		fields[1] = key == KEY_SRC_DST_PORT ? fields[0] : 2;
+		fields[2] = key == KEY_SRC_DST_PORT ? 2 : 0;
+		nftnl_set_set_data(s, NFTNL_SET_DESC_CONCAT, fields,
+		    key == KEY_SRC_DST_PORT ? 3 : 2);
+		flags |= NFT_SET_CONCAT;
+	}
+	if (flags != 0)
+		nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
 	/* Same user data as nft: key byte order, then the comment. */
 	nftnl_udata_put_u32(ud, NFTNL_UDATA_SET_KEYBYTEORDER,
-	    NFT_BYTEORDER_BIG);
+	    key == KEY_ADDR ? NFT_BYTEORDER_BIG : NFT_BYTEORDER_INVALID);
 	nftnl_udata_put_strz(ud, NFTNL_UDATA_SET_COMMENT,
 	    weft_nft_sets[si].comment);
 	nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud),
@@ -485,6 +635,108 @@ weft_nft_add_pod_elems(struct weft_nft_batch *b, const char *setname,
 			    "set %s elements %s .. %s (%zu)", setname, first,
 			    weft_nft_pod_str(&pods[i + k - 1], last,
 			    sizeof(last)), k);
+		weft_nft_elem_msg(b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, s, what);
+		nftnl_set_free(s);
+	}
+}
+
+/* A UDP grant's key at one of its port range's ends: [source .] destination
+ * . port, each field padded to a 32-bit register as nft does.  Returns the
+ * key length. */
+static size_t
+weft_nft_udp_key(const struct weft_nft_udp *u, uint16_t port, uint8_t key[36])
+{
+	size_t alen = weft_ip_len(&u->dst), k = 0;
+	uint16_t nport = htons(port);
+
+	memset(key, 0, 36);
+	if (!u->any_src) {
+		memcpy(key, u->src.bytes, alen);
+		k += alen;
+	}
+	memcpy(key + k, u->dst.bytes, alen);
+	k += alen;
+	memcpy(key + k, &nport, sizeof(nport));
+	return k + 4;
+}
+
+/* "10.244.1.12 . 10.244.1.10 . 5000-5010 (ns/sa -> ns/pod)", as nft prints
+ * the element. */
+static const char *
+weft_nft_udp_str(const struct weft_nft_udp *u, char *buf, size_t len)
+{
+	char src[WEFT_IP_STRLEN], dst[WEFT_IP_STRLEN], ports[16];
+
+	if (u->port_lo == u->port_hi)
+		snprintf(ports, sizeof(ports), "%u", u->port_lo);
+	else
+		snprintf(ports, sizeof(ports), "%u-%u", u->port_lo, u->port_hi);
+	weft_ip_str(&u->dst, dst, sizeof(dst));
+	if (u->any_src)
+		snprintf(buf, len, "%s . %s", dst, ports);
+	else
+		snprintf(buf, len, "%s . %s . %s",
+		    weft_ip_str(&u->src, src, sizeof(src)), dst, ports);
+	if (!weft_nft_str_empty(u->comment))
+		snprintf(buf + strlen(buf), len - strlen(buf), " (%.*s)",
+		    WEFT_NFT_COMMENT_MAX, u->comment);
+	return buf;
+}
+
+/* One element of a concatenated interval set: key and key_end both
+ * inclusive (unlike the start/end pairs of a plain interval set). */
+static int
+weft_nft_udp_elem_add(struct nftnl_set *s, const struct weft_nft_udp *u,
+    bool comment)
+{
+	struct nftnl_set_elem *e;
+	uint8_t key[36], key_end[36];
+	char ud[NFTNL_UDATA_COMMENT_MAXLEN + 8];
+	uint32_t udlen;
+	size_t klen;
+
+	if ((e = nftnl_set_elem_alloc()) == NULL)
+		return -1;
+	klen = weft_nft_udp_key(u, u->port_lo, key);
+	weft_nft_udp_key(u, u->port_hi, key_end);
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY_END, key_end, (uint32_t)klen);
+	if (comment && !weft_nft_str_empty(u->comment) &&
+	    weft_nft_udata_comment(NFTNL_UDATA_SET_ELEM_COMMENT, u->comment, ud,
+	    sizeof(ud), &udlen) == 0)
+		nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, ud, udlen);
+	nftnl_set_elem_add(s, e);
+	return 0;
+}
+
+/* Elements of a UDP set, WEFT_NFT_ELEMS_PER_MSG per message. */
+static void
+weft_nft_add_udp_elems(struct weft_nft_batch *b, const char *setname,
+    uint32_t set_id, const struct weft_nft_udp *u, size_t n)
+{
+	char first[256], last[256], what[600];
+	struct nftnl_set *s;
+	size_t i, j, k;
+
+	for (i = 0; i < n; i += k) {
+		k = n - i < WEFT_NFT_ELEMS_PER_MSG ? n - i :
+		    WEFT_NFT_ELEMS_PER_MSG;
+		if ((s = weft_nft_elem_set(setname, set_id)) == NULL) {
+			b->failed = true;
+			return;
+		}
+		for (j = i; j < i + k; j++)
+			if (weft_nft_udp_elem_add(s, &u[j], true) == -1)
+				b->failed = true;
+		weft_nft_udp_str(&u[i], first, sizeof(first));
+		if (k == 1)
+			snprintf(what, sizeof(what), "set %s element %s",
+			    setname, first);
+		else
+			snprintf(what, sizeof(what),
+			    "set %s elements %s .. %s (%zu)", setname, first,
+			    weft_nft_udp_str(&u[i + k - 1], last, sizeof(last)),
+			    k);
 		weft_nft_elem_msg(b, NFT_MSG_NEWSETELEM, NLM_F_CREATE, s, what);
 		nftnl_set_free(s);
 	}
@@ -599,7 +851,8 @@ weft_nft_add_cidr_elems(struct weft_nft_batch *b, const char *setname,
 }
 
 static void
-weft_nft_add_chain(struct weft_nft_batch *b)
+weft_nft_add_chain(struct weft_nft_batch *b, const char *name, uint32_t hook,
+    int32_t prio, const char *comment)
 {
 	struct nftnl_chain *c;
 	struct nlmsghdr *nlh;
@@ -611,18 +864,18 @@ weft_nft_add_chain(struct weft_nft_batch *b)
 		return;
 	}
 	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, WEFT_NFT_TABLE);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, CHAIN_PREROUTING);
+	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
 	nftnl_chain_set_str(c, NFTNL_CHAIN_TYPE, "filter");
-	nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, NF_INET_PRE_ROUTING);
-	nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, -150);	/* mangle */
+	nftnl_chain_set_u32(c, NFTNL_CHAIN_HOOKNUM, hook);
+	nftnl_chain_set_s32(c, NFTNL_CHAIN_PRIO, prio);
 	nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
-	if (weft_nft_udata_comment(NFTNL_UDATA_CHAIN_COMMENT, CHAIN_COMMENT,
+	if (weft_nft_udata_comment(NFTNL_UDATA_CHAIN_COMMENT, comment,
 	    ud, sizeof(ud), &udlen) == 0)
 		nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, ud, udlen);
 	nlh = weft_nft_msg_start(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE);
 	nftnl_chain_nlmsg_build_payload(nlh, c);
 	nftnl_chain_free(c);
-	weft_nft_msg_add(b, nlh, "chain %s", CHAIN_PREROUTING);
+	weft_nft_msg_add(b, nlh, "chain %s", name);
 }
 
 /* ---- rules: expression helpers ------------------------------------------ */
@@ -631,7 +884,8 @@ struct weft_nft_rb {
 	struct weft_nft_batch	*b;
 	struct nftnl_rule	*r;
 	const uint32_t		*set_ids;	/* [NSETS][NFAM] flattened */
-	int			 n;		/* rules so far */
+	const char		*chain;		/* the rules go here */
+	int			 n;		/* rules so far in chain */
 };
 
 static struct nftnl_expr *
@@ -677,16 +931,23 @@ x_cmp_u8(struct weft_nft_rb *rb, uint8_t v)
 }
 
 static void
-x_payload(struct weft_nft_rb *rb, uint32_t base, uint32_t off, uint32_t len)
+x_payload_reg(struct weft_nft_rb *rb, uint32_t base, uint32_t off,
+    uint32_t len, uint32_t reg)
 {
 	struct nftnl_expr *e;
 
 	if ((e = weft_nft_expr(rb, "payload")) == NULL)
 		return;
-	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, REG);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, reg);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, off);
 	nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+}
+
+static void
+x_payload(struct weft_nft_rb *rb, uint32_t base, uint32_t off, uint32_t len)
+{
+	x_payload_reg(rb, base, off, len, REG);
 }
 
 static void
@@ -697,10 +958,16 @@ x_nfproto(struct weft_nft_rb *rb, int fam)
 }
 
 static void
-x_l4proto_tcp(struct weft_nft_rb *rb)
+x_l4proto(struct weft_nft_rb *rb, uint8_t proto)
 {
 	x_meta_load(rb, NFT_META_L4PROTO);
-	x_cmp_u8(rb, IPPROTO_TCP);
+	x_cmp_u8(rb, proto);
+}
+
+static void
+x_l4proto_tcp(struct weft_nft_rb *rb)
+{
+	x_l4proto(rb, IPPROTO_TCP);
 }
 
 /* `ip saddr` / `ip6 daddr` ... into the register. */
@@ -740,14 +1007,51 @@ x_addr_in(struct weft_nft_rb *rb, int fam, bool src, enum weft_nft_setidx si,
 /* What capture keys on: TCP whose source (src) or destination is in this
  * node's pod CIDRs and is not an exempt pod.  The capture rules and the
  * fail-closed rules that back them share it, so they can never drift
- * apart. */
+ * apart; the UDP policy's drop rule keys on the same pods. */
 static void
-x_captured(struct weft_nft_rb *rb, int fam, bool src)
+x_pods_proto(struct weft_nft_rb *rb, int fam, bool src, uint8_t proto)
 {
 	x_nfproto(rb, fam);
 	x_addr_in(rb, fam, src, SET_CIDRS, false);
 	x_addr_in(rb, fam, src, SET_EXEMPT, true);
-	x_l4proto_tcp(rb);
+	x_l4proto(rb, proto);
+}
+
+static void
+x_captured(struct weft_nft_rb *rb, int fam, bool src)
+{
+	x_pods_proto(rb, fam, src, IPPROTO_TCP);
+}
+
+/* `[ip saddr .] ip daddr . udp dport @set`: the fields go into consecutive
+ * 32-bit registers from reg 1 on, numbered as nft does (a 16-byte field
+ * takes a whole 128-bit register, so v6 keys use reg 1, 2, 3). */
+static void
+x_udp_lookup(struct weft_nft_rb *rb, int fam, enum weft_nft_setidx si)
+{
+	bool src = weft_nft_sets[si].key == KEY_SRC_DST_PORT;
+	uint32_t reg;
+
+	x_nfproto(rb, fam);
+	x_l4proto(rb, IPPROTO_UDP);
+	if (fam == V4) {
+		reg = NFT_REG_1;
+		if (src) {
+			x_payload_reg(rb, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, reg);
+			reg = NFT_REG32_01;
+		}
+		x_payload_reg(rb, NFT_PAYLOAD_NETWORK_HEADER, 16, 4, reg);
+		x_payload_reg(rb, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2,
+		    reg == NFT_REG_1 ? NFT_REG32_01 : NFT_REG32_02);
+	} else {
+		reg = NFT_REG_1;
+		if (src)
+			x_payload_reg(rb, NFT_PAYLOAD_NETWORK_HEADER, 8, 16,
+			    reg++);
+		x_payload_reg(rb, NFT_PAYLOAD_NETWORK_HEADER, 24, 16, reg++);
+		x_payload_reg(rb, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg);
+	}
+	x_lookup(rb, si, fam, false);
 }
 
 
@@ -892,7 +1196,7 @@ weft_nft_rule_begin(struct weft_nft_rb *rb)
 		return;
 	}
 	nftnl_rule_set_str(rb->r, NFTNL_RULE_TABLE, WEFT_NFT_TABLE);
-	nftnl_rule_set_str(rb->r, NFTNL_RULE_CHAIN, CHAIN_PREROUTING);
+	nftnl_rule_set_str(rb->r, NFTNL_RULE_CHAIN, rb->chain);
 	nftnl_rule_set_u32(rb->r, NFTNL_RULE_FAMILY, NFPROTO_INET);
 }
 
@@ -917,7 +1221,7 @@ weft_nft_rule_end(struct weft_nft_rb *rb, const char *comment)
 	rb->r = NULL;
 	rb->n++;
 	weft_nft_msg_add(rb->b, nlh, "rule %d of chain %s \"%s\"", rb->n,
-	    CHAIN_PREROUTING, comment);
+	    rb->chain, comment);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -932,12 +1236,17 @@ weft_nft_rule_end(struct weft_nft_rb *rb, const char *comment)
 #define C_OUTBOUND	"TCP from a local meshed pod"
 #define C_INBOUND	"plaintext TCP to a local pod"
 #define C_FAILCLOSED	"captured but weft is not listening: refuse (fail closed)"
+#define C_UDP_REPLY	"UDP replies: allowed when their flow began"
+#define C_UDP_GRANT	"UDP a TrafficTarget grants to this source (UDPRoute)"
+#define C_UDP_ANY	"UDP to a pod that takes it from every source"
+#define C_UDP_DENY	"UDP to a local meshed pod that no TrafficTarget grants"
 
 static void
 weft_nft_add_rules(struct weft_nft_batch *b, const struct weft_nft_config *cfg,
     const uint32_t *set_ids)
 {
-	struct weft_nft_rb rb = { .b = b, .set_ids = set_ids };
+	struct weft_nft_rb rb = { .b = b, .set_ids = set_ids,
+	    .chain = CHAIN_PREROUTING };
 	const char *prefix = cfg->pod_iface_prefix;
 	static const uint8_t any6[16];
 	int fam;
@@ -1068,6 +1377,56 @@ weft_nft_add_rules(struct weft_nft_batch *b, const struct weft_nft_config *cfg,
 	}
 }
 
+/* UDP is not proxied (SPEC §4.3): the destination node's forward hook
+ * admits UDP to its meshed pods only as the policy grants it.  Forward, not
+ * prerouting: it runs after DNAT (kube-proxy's, at dstnat), so it sees the
+ * pod and the port the pod receives on (A-10) even for a Service's address,
+ * same-node and cross-node alike, and never sees what the node itself sends
+ * (output) or receives (input).  Sources are trustworthy for local pods (the
+ * anti-spoofing rules of prerouting ran first), not for other nodes' pods
+ * (docs/policy.md, "UDP"). */
+static void
+weft_nft_add_udp_rules(struct weft_nft_batch *b, const uint32_t *set_ids)
+{
+	struct weft_nft_rb rb = { .b = b, .set_ids = set_ids,
+	    .chain = CHAIN_FORWARD };
+	int fam;
+
+	/* Replies pass: their flow's first packet was checked.  Every packet
+	 * of the original direction is checked again, so a flow stops as soon
+	 * as its grant is revoked (A-5), with no conntrack flush. */
+	weft_nft_rule_begin(&rb);
+	x_l4proto(&rb, IPPROTO_UDP);
+	x_ct_direction(&rb, 1 /* IP_CT_DIR_REPLY */);
+	x_counter(&rb);
+	x_verdict(&rb, NFT_RETURN);
+	weft_nft_rule_end(&rb, C_UDP_REPLY);
+
+	for (fam = V4; fam < NFAM; fam++) {
+		weft_nft_rule_begin(&rb);
+		x_udp_lookup(&rb, fam, SET_UDP);
+		x_counter(&rb);
+		x_verdict(&rb, NF_ACCEPT);
+		weft_nft_rule_end(&rb, C_UDP_GRANT);
+	}
+	for (fam = V4; fam < NFAM; fam++) {
+		weft_nft_rule_begin(&rb);
+		x_udp_lookup(&rb, fam, SET_UDP_ANY);
+		x_counter(&rb);
+		x_verdict(&rb, NF_ACCEPT);
+		weft_nft_rule_end(&rb, C_UDP_ANY);
+	}
+	/* Everything else to a pod capture would hold: pods the node has not
+	 * heard of yet included (boot safety), exempt pods excluded. */
+	for (fam = V4; fam < NFAM; fam++) {
+		weft_nft_rule_begin(&rb);
+		x_pods_proto(&rb, fam, false, IPPROTO_UDP);
+		x_counter(&rb);
+		x_verdict(&rb, NF_DROP);
+		weft_nft_rule_end(&rb, C_UDP_DENY);
+	}
+}
+
 int
 weft_nft_build_apply(struct weft_nft_batch *b,
     const struct weft_nft_config *cfg)
@@ -1075,6 +1434,7 @@ weft_nft_build_apply(struct weft_nft_batch *b,
 	uint32_t set_ids[NSETS * NFAM];
 	const struct weft_nft_pod *src;
 	struct weft_nft_pod *pods;
+	struct weft_nft_udp *udp;
 	bool nomem = false;
 	size_t n, nsrc;
 	int si, fam;
@@ -1109,8 +1469,20 @@ weft_nft_build_apply(struct weft_nft_batch *b,
 			free(pods);
 		}
 	}
-	weft_nft_add_chain(b);
+	for (si = SET_UDP; si <= SET_UDP_ANY; si++)
+		for (fam = V4; fam < NFAM; fam++) {
+			udp = weft_nft_udp_family(cfg->udp, cfg->n_udp,
+			    weft_nft_afs[fam], si == SET_UDP_ANY, &n, &nomem);
+			weft_nft_add_udp_elems(b, weft_nft_sets[si].name[fam],
+			    set_ids[si * NFAM + fam], udp, n);
+			free(udp);
+		}
+	weft_nft_add_chain(b, CHAIN_PREROUTING, NF_INET_PRE_ROUTING,
+	    -150 /* mangle */, CHAIN_COMMENT);
 	weft_nft_add_rules(b, cfg, set_ids);
+	weft_nft_add_chain(b, CHAIN_FORWARD, NF_INET_FORWARD, 0 /* filter */,
+	    CHAIN_FORWARD_COMMENT);
+	weft_nft_add_udp_rules(b, set_ids);
 	weft_nft_batch_close(b);
 	return b->failed || nomem ? -1 : 0;
 }
@@ -1187,12 +1559,82 @@ weft_nft_diff_set(struct weft_nft_batch *b, const char *setname,
 	return count;
 }
 
+/* One UDP grant per message, like pods. */
+static void
+weft_nft_udp_msg(struct weft_nft_batch *b, uint16_t type, const char *setname,
+    const struct weft_nft_udp *u)
+{
+	char what[600], us[256];
+	struct nftnl_set *s;
+
+	if ((s = weft_nft_elem_set(setname, 0)) == NULL ||
+	    weft_nft_udp_elem_add(s, u, type == NFT_MSG_NEWSETELEM) == -1) {
+		nftnl_set_free(s);
+		b->failed = true;
+		return;
+	}
+	snprintf(what, sizeof(what), "set %s: %s %s", setname,
+	    type == NFT_MSG_NEWSETELEM ? "add" : "delete",
+	    weft_nft_udp_str(u, us, sizeof(us)));
+	weft_nft_elem_msg(b, type,
+	    type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE | NLM_F_EXCL : 0, s, what);
+	nftnl_set_free(s);
+}
+
+/* weft_nft_diff_set() for the UDP sets, over weft_nft_udp_family() arrays:
+ * an element is its whole key, port range included, so a range that grows
+ * is a delete and an add. */
+static int
+weft_nft_diff_udp(struct weft_nft_batch *b, const char *setname,
+    const struct weft_nft_udp *o, size_t no, const struct weft_nft_udp *n,
+    size_t nn, int pass)
+{
+	size_t i = 0, j = 0;
+	int c, count = 0;
+
+	while (i < no || j < nn) {
+		if (i == no)
+			c = 1;
+		else if (j == nn)
+			c = -1;
+		else
+			c = weft_nft_udp_cmp(&o[i], &n[j]);
+		if (c < 0) {
+			if (pass == 0) {
+				weft_nft_udp_msg(b, NFT_MSG_DELSETELEM, setname,
+				    &o[i]);
+				count++;
+			}
+			i++;
+		} else if (c > 0) {
+			if (pass == 1) {
+				weft_nft_udp_msg(b, NFT_MSG_NEWSETELEM, setname,
+				    &n[j]);
+				count++;
+			}
+			j++;
+		} else {
+			if (strncmp(o[i].comment, n[j].comment,
+			    WEFT_NFT_COMMENT_MAX) != 0) {
+				weft_nft_udp_msg(b, pass == 0 ?
+				    NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
+				    setname, pass == 0 ? &o[i] : &n[j]);
+				count++;
+			}
+			i++;
+			j++;
+		}
+	}
+	return count;
+}
+
 int
 weft_nft_build_update(struct weft_nft_batch *b,
     const struct weft_nft_config *old, const struct weft_nft_config *new)
 {
 	struct weft_nft_pod *o[2][NFAM], *n[2][NFAM];
-	size_t no[2][NFAM], nn[2][NFAM];
+	struct weft_nft_udp *uo[2][NFAM], *un[2][NFAM];
+	size_t no[2][NFAM], nn[2][NFAM], nuo[2][NFAM], nun[2][NFAM];
 	bool nomem = false;
 	int si, fam, pass, count = 0;
 
@@ -1206,22 +1648,38 @@ weft_nft_build_update(struct weft_nft_batch *b,
 			    si == 0 ? new->meshed : new->exempt,
 			    si == 0 ? new->n_meshed : new->n_exempt,
 			    weft_nft_afs[fam], &nn[si][fam], &nomem);
+			/* si 0: udp-allow, 1: udp-allow-any */
+			uo[si][fam] = weft_nft_udp_family(old->udp, old->n_udp,
+			    weft_nft_afs[fam], si == 1, &nuo[si][fam], &nomem);
+			un[si][fam] = weft_nft_udp_family(new->udp, new->n_udp,
+			    weft_nft_afs[fam], si == 1, &nun[si][fam], &nomem);
 		}
 	if (!nomem) {
+		/* Every deletion before any addition, so that a changed element
+		 * never overlaps its old self in a set. */
 		weft_nft_batch_open(b);
-		for (pass = 0; pass < 2; pass++)
+		for (pass = 0; pass < 2; pass++) {
 			for (si = 0; si < 2; si++)
 				for (fam = V4; fam < NFAM; fam++)
 					count += weft_nft_diff_set(b,
 					    weft_nft_sets[SET_MESHED + si].name[fam],
 					    o[si][fam], no[si][fam],
 					    n[si][fam], nn[si][fam], pass);
+			for (si = 0; si < 2; si++)
+				for (fam = V4; fam < NFAM; fam++)
+					count += weft_nft_diff_udp(b,
+					    weft_nft_sets[SET_UDP + si].name[fam],
+					    uo[si][fam], nuo[si][fam],
+					    un[si][fam], nun[si][fam], pass);
+		}
 		weft_nft_batch_close(b);
 	}
 	for (si = 0; si < 2; si++)
 		for (fam = V4; fam < NFAM; fam++) {
 			free(o[si][fam]);
 			free(n[si][fam]);
+			free(uo[si][fam]);
+			free(un[si][fam]);
 		}
 	return b->failed || nomem ? -1 : count;
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -59,6 +60,9 @@ struct weft_client {
 	int		 port;
 	char		*node_name;
 	char		*auth;			/* "Bearer <token>": never log */
+	char		*token_file;		/* re-read when it changes */
+	struct timespec	 token_mtime;
+	off_t		 token_size;
 	int		 poll_timeout;		/* seconds the server may hold */
 	uint64_t	 have;
 	int		 backoff_ms;
@@ -222,6 +226,49 @@ client_connect(struct weft_client *c)
 	return conn;
 }
 
+/* A projected service-account token is rewritten by the kubelet before
+ * it expires: take the new one when the file changed.  If it cannot be
+ * read, the token in hand stays. */
+static void
+client_token_refresh(struct weft_client *c)
+{
+	struct stat st;
+	char *buf = NULL, *auth, *end;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *f;
+
+	if (c->token_file == NULL || stat(c->token_file, &st) == -1 ||
+	    (st.st_mtim.tv_sec == c->token_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == c->token_mtime.tv_nsec &&
+	    st.st_size == c->token_size))
+		return;
+	if ((f = fopen(c->token_file, "re")) == NULL) {
+		log_warn("token file %s", c->token_file);
+		return;
+	}
+	len = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	if (len <= 0) {
+		free(buf);
+		return;
+	}
+	for (end = buf + strlen(buf); end > buf && (end[-1] == '\n' ||
+	    end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'); )
+		*--end = '\0';
+	if (*buf != '\0' && asprintf(&auth, "Bearer %s", buf) != -1) {
+		explicit_bzero(c->auth, strlen(c->auth));
+		free(c->auth);
+		c->auth = auth;
+		c->token_mtime = st.st_mtim;
+		c->token_size = st.st_size;
+		log_info("token file %s changed: using the new token",
+		    c->token_file);
+	}
+	explicit_bzero(buf, cap);
+	free(buf);
+}
+
 static struct weft_client_req *
 client_send(struct weft_client *c, enum evhttp_cmd_type method,
     const char *uri, const char *content_type, const char *body, size_t len,
@@ -249,6 +296,7 @@ client_send(struct weft_client *c, enum evhttp_cmd_type method,
 	else
 		snprintf(host, sizeof(host), "%s:%d", c->host, c->port);
 	evhttp_add_header(h, "Host", host);
+	client_token_refresh(c);
 	evhttp_add_header(h, "Authorization", c->auth);
 	evhttp_add_header(h, "Accept", "application/json");
 	evhttp_add_header(h, "Connection", "close");
@@ -492,6 +540,21 @@ weft_client_on_reachable(struct weft_client *c, void (*cb)(void *), void *arg)
 	c->reachable_arg = arg;
 }
 
+int
+weft_client_set_token_file(struct weft_client *c, const char *path)
+{
+	struct stat st;
+
+	free(c->token_file);
+	if ((c->token_file = strdup(path)) == NULL)
+		return -1;
+	if (stat(path, &st) == 0) {
+		c->token_mtime = st.st_mtim;
+		c->token_size = st.st_size;
+	}
+	return 0;
+}
+
 void
 weft_client_set_have(struct weft_client *c, uint64_t have)
 {
@@ -514,5 +577,6 @@ weft_client_free(struct weft_client *c)
 	if (c->auth != NULL)
 		explicit_bzero(c->auth, strlen(c->auth));
 	free(c->auth);
+	free(c->token_file);
 	free(c);
 }

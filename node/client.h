@@ -30,6 +30,10 @@ void	weft_client_start(struct weft_client *c);
  * (after it restarted, say), so that work in backoff can go on now. */
 void	weft_client_on_reachable(struct weft_client *c, void (*cb)(void *),
 	    void *arg);
+/* Re-read the token from path whenever the file changes (projected
+ * service-account tokens rotate); the token given to weft_client_new is
+ * the file's content at start.  Returns 0 or -1 (ENOMEM). */
+int	weft_client_set_token_file(struct weft_client *c, const char *path);
 /* The generation the node has applied, reported with the next poll. */
 void	weft_client_set_have(struct weft_client *c, uint64_t have);
 /* Frees c and cancels its outstanding requests (their callbacks are not

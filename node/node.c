@@ -24,10 +24,12 @@
 #include "weft/certstore.h"
 #include "weft/gen.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
 #include "weft/nft.h"
 #include "weft/node.h"
 #include "weft/proxy.h"
 #include "weft/snapshot.h"
+#include "node/admin.h"
 #include "node/client.h"
 #include "node/identity.h"
 
@@ -41,6 +43,9 @@ struct node {
 	struct weft_proxy *proxy;
 	struct weft_client *client;
 	struct weft_identity *identity;
+	struct weft_metrics *metrics;		/* NULL: --no-metrics */
+	struct weft_admin *admin;
+	struct weft_metrics_push *mpush;
 	struct event	*ev_sigterm, *ev_sigint, *ev_monitor, *ev_check;
 	int		 monitor_fd;
 	const char	*node_name;
@@ -70,7 +75,9 @@ node_usage(FILE *f)
 	    "                           (or http:// without TLS)\n"
 	    "  --ca-bundle FILE         CA certificates (PEM) the controller's certificate\n"
 	    "                           must chain to; required for https://\n"
-	    "  --token-file FILE        bearer token that authenticates this node\n"
+	    "  --token-file FILE        bearer token that authenticates this node (in\n"
+	    "                           Kubernetes its projected service account token;\n"
+	    "                           re-read when the file changes)\n"
 	    "  --state-dir DIR          last snapshot is kept here (default %s)\n"
 	    "  --pod-cidr CIDR          capture this CIDR from the start, before the\n"
 	    "                           first snapshot arrives (repeatable)\n"
@@ -78,6 +85,12 @@ node_usage(FILE *f)
 	    "  --workers N              proxy threads (default: one per core)\n"
 	    "  --poll-timeout SECONDS   long-poll hold time the controller uses (default 30)\n"
 	    "  --log-level LEVEL        error, warn, info (default) or debug\n"
+	    "  --admin-listen ADDR:PORT /metrics, /healthz, /readyz, /debug/config\n"
+	    "                           (default 0.0.0.0:15020)\n"
+	    "  --no-metrics             record no request or connection metrics\n"
+	    "  --metrics-push-interval MS  SMI edge metrics to the controller this\n"
+	    "                           often (default 5000)\n"
+	    "  --metrics-expiry SECONDS drop series idle this long (default 300)\n"
 	    "  --cleanup                remove table inet weft and weft's policy routing, exit\n"
 	    "  -h, --help               this text\n",
 	    NODE_DEFAULT_STATE_DIR);
@@ -224,6 +237,10 @@ weft_node_nft_config(const struct weft_gen *g, const char *iface_prefix,
 		snprintf(e->comment, sizeof(e->comment), "%s/%s",
 		    p->namespace, p->name);
 	}
+	/* UDP is enforced by the table, not the proxy (node/udp.c). */
+	if (weft_node_udp_grants(g, weft_gen_policy(g), weft_policy_udp_grants,
+	    &out->udp, &out->n_udp) == -1)
+		goto fail;
 	weft_nft_config_sort(out);
 	return 0;
 fail:
@@ -237,6 +254,7 @@ weft_node_nft_config_free(struct weft_nft_config *cfg)
 	free(cfg->pod_cidrs);
 	free(cfg->meshed);
 	free(cfg->exempt);
+	free(cfg->udp);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -278,7 +296,7 @@ node_apply_nft(struct node *n, struct weft_nft_config *cfg, bool force_full)
 		}
 		n->expected_rules = node_count_rules(n);
 	} else if (weft_nft_update_pods(n->nft, &n->applied, cfg, &err) == -1) {
-		log_warnx("nftables: updating pod sets failed: %s; "
+		log_warnx("nftables: updating sets failed: %s; "
 		    "replacing the table", err ? err : "?");
 		free(err);
 		return node_apply_nft(n, cfg, true);
@@ -289,8 +307,9 @@ node_apply_nft(struct node *n, struct weft_nft_config *cfg, bool force_full)
 	n->have_applied = true;
 	memset(cfg, 0, sizeof(*cfg));
 	log_info("nftables: table inet weft %s: %zu pod CIDR(s), %zu meshed "
-	    "pod(s), %zu exempt pod(s)", full ? "installed" : "updated",
-	    n->applied.n_pod_cidrs, n->applied.n_meshed, n->applied.n_exempt);
+	    "pod(s), %zu exempt pod(s), %zu UDP grant(s)",
+	    full ? "installed" : "updated", n->applied.n_pod_cidrs,
+	    n->applied.n_meshed, n->applied.n_exempt, n->applied.n_udp);
 	return 0;
 }
 
@@ -485,7 +504,9 @@ weft_node_main(int argc, char **argv)
 {
 	enum { OPT_NODE_NAME = 256, OPT_CONTROLLER, OPT_TOKEN_FILE,
 	    OPT_STATE_DIR, OPT_POD_CIDR, OPT_IFACE_PREFIX, OPT_WORKERS,
-	    OPT_POLL_TIMEOUT, OPT_LOG_LEVEL, OPT_CLEANUP, OPT_CA_BUNDLE };
+	    OPT_POLL_TIMEOUT, OPT_LOG_LEVEL, OPT_CLEANUP, OPT_CA_BUNDLE,
+	    OPT_ADMIN_LISTEN, OPT_NO_METRICS, OPT_METRICS_PUSH,
+	    OPT_METRICS_EXPIRY };
 	static const struct option opts[] = {
 		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
 		{ "controller", required_argument, NULL, OPT_CONTROLLER },
@@ -498,6 +519,11 @@ weft_node_main(int argc, char **argv)
 		{ "poll-timeout", required_argument, NULL, OPT_POLL_TIMEOUT },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "cleanup", no_argument, NULL, OPT_CLEANUP },
+		{ "admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN },
+		{ "no-metrics", no_argument, NULL, OPT_NO_METRICS },
+		{ "metrics-push-interval", required_argument, NULL,
+		    OPT_METRICS_PUSH },
+		{ "metrics-expiry", required_argument, NULL, OPT_METRICS_EXPIRY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -506,11 +532,15 @@ weft_node_main(int argc, char **argv)
 	const char *controller = NULL, *token_file = NULL, *ca_bundle = NULL;
 	char *token = NULL, *err = NULL, *json, path[4096];
 	enum weft_log_level level = WEFT_LOG_INFO;
-	bool cleanup = false;
-	int c, workers = 0, poll_timeout = 30, rc = 1;
+	bool cleanup = false, metrics_on = true;
+	int c, workers = 0, poll_timeout = 30, rc = 1, push_ms = 5000;
+	const char *admin_listen = "0.0.0.0:15020";
+	struct weft_metrics_config mcfg;
+	struct weft_admin_state ast;
 	size_t len;
 
 	memset(&n, 0, sizeof(n));
+	weft_metrics_config_defaults(&mcfg);
 	n.monitor_fd = -1;
 	n.state_dir = NODE_DEFAULT_STATE_DIR;
 	n.iface_prefix = "wv";
@@ -576,6 +606,28 @@ weft_node_main(int argc, char **argv)
 		case OPT_CLEANUP:
 			cleanup = true;
 			break;
+		case OPT_ADMIN_LISTEN:
+			admin_listen = optarg;
+			break;
+		case OPT_NO_METRICS:
+			metrics_on = false;
+			break;
+		case OPT_METRICS_PUSH:
+			push_ms = atoi(optarg);
+			if (push_ms < 100 || push_ms > 3600000) {
+				fprintf(stderr, "weft node: --metrics-push-interval "
+				    "%s: expected 100-3600000 (ms)\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_METRICS_EXPIRY:
+			mcfg.expiry_s = atoi(optarg);
+			if (mcfg.expiry_s < 1 || mcfg.expiry_s > 86400) {
+				fprintf(stderr, "weft node: --metrics-expiry %s: "
+				    "expected 1-86400 (seconds)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			node_usage(stdout);
 			return 0;
@@ -630,15 +682,34 @@ weft_node_main(int argc, char **argv)
 		goto out;
 	}
 	explicit_bzero(token, strlen(token));
+	if (weft_client_set_token_file(n.client, token_file) == -1) {
+		log_warnx("out of memory");
+		goto out;
+	}
 	if ((n.identity = weft_identity_new(n.base, n.client, n.state_dir)) == NULL) {
 		log_warnx("identity manager: out of memory");
 		goto out;
 	}
 	weft_client_on_reachable(n.client, node_reachable_cb, &n);
 
+	/* Metrics: one shard per worker (the proxy starts one per core
+	 * when --workers is 0). */
+	if (metrics_on) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+		if ((n.metrics = weft_metrics_new(&mcfg, workers > 0 ? workers :
+		    ncpu > 0 ? (int)ncpu : 1)) == NULL) {
+			log_warnx("metrics: out of memory");
+			goto out;
+		}
+	} else
+		log_info("metrics: off (--no-metrics): no request or "
+		    "connection metrics are recorded");
+
 	/* 1. Listeners first: whatever the table captures finds us. */
 	memset(&pcfg, 0, sizeof(pcfg));
 	pcfg.workers = workers;
+	pcfg.metrics = n.metrics;
 	pcfg.outbound_port = WEFT_PORT_OUTBOUND;
 	pcfg.inbound_port = WEFT_PORT_INBOUND;
 	pcfg.own_mark = WEFT_MARK_OWN;
@@ -653,6 +724,16 @@ weft_node_main(int argc, char **argv)
 	}
 	if ((n.nft = weft_nft_open(&err)) == NULL) {
 		log_warnx("nftables: %s", err ? err : "?");
+		goto out;
+	}
+	memset(&ast, 0, sizeof(ast));
+	ast.nft = n.nft;
+	ast.proxy = n.proxy;
+	ast.metrics = n.metrics;
+	ast.table_installed = &n.have_applied;
+	if ((n.admin = weft_admin_new(n.base, admin_listen, &ast,
+	    &err)) == NULL) {
+		log_warnx("%s", err ? err : "admin server: out of memory");
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/%s", n.state_dir, NODE_SNAPSHOT_FILE);
@@ -682,7 +763,12 @@ weft_node_main(int argc, char **argv)
 	}
 	n.ev_check = evtimer_new(n.base, node_check_cb, &n);
 
-	/* 4. Follow the controller. */
+	/* 4. Follow the controller, and feed its SMI metrics API. */
+	if (n.metrics != NULL && (n.mpush = weft_metrics_push_new(n.base,
+	    n.client, n.metrics, n.node_name, push_ms)) == NULL) {
+		log_warnx("metrics: out of memory");
+		goto out;
+	}
 	weft_client_set_have(n.client, 0);
 	weft_client_start(n.client);
 
@@ -696,10 +782,13 @@ weft_node_main(int argc, char **argv)
 out:
 	free(err);
 	free(token);
+	weft_metrics_push_free(n.mpush);
+	weft_admin_free(n.admin);
 	weft_identity_free(n.identity);
 	weft_client_free(n.client);
 	if (n.proxy != NULL)
 		weft_proxy_stop(n.proxy);
+	weft_metrics_free(n.metrics);
 	weft_certstore_clear();
 	if (n.ev_sigterm != NULL)
 		event_free(n.ev_sigterm);

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <linux/sockios.h>
 
@@ -31,10 +32,14 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "weft/balance.h"
 #include "weft/conn.h"
 #include "weft/gen.h"
+#include "weft/http1.h"
 #include "weft/ip.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
+#include "weft/policy.h"
 #include "weft/tunnel.h"
 #include "proxy/proxy-int.h"
 
@@ -100,7 +105,36 @@ struct weft_conn {
 	bool		 cn_relayed;		/* reached RELAY */
 	bool		 cn_drain_expired;	/* flush gave up: bytes lost */
 	bool		 cn_hold_nocert;	/* held for a tunnel certificate */
+	/* The destination's policy (same-node and inbound plaintext
+	 * connections to a meshed pod): the flow it is decided on, and the
+	 * HTTP/1.x filter when it is decided per request. */
+	struct weft_flow *cn_flow;		/* owned; NULL: no policy */
+	struct weft_h1	*cn_h1;			/* owned; NULL: bytes pass */
+	char		*cn_policy;		/* owned: why it was let in */
+	bool		 cn_sniff;		/* allowed at L4: follow HTTP if
+						 * the client's first byte could
+						 * start a request */
+	int		 cn_close_req;		/* 1 + reason: close from the
+						 * loop (cn_timer), not from
+						 * inside a pump */
+	/* Metrics (weft/metrics.h): [0] outbound, [1] inbound (a call to a
+	 * pod of this node is both); owned, NULL when not observed. */
+	struct weft_metrics_flow *cn_mflow[2];
+	/* Whoever gave us the connection wants to know how its upstream
+	 * fares (weft_conn_adopt_hooked; weft/conn.h): ready once, done
+	 * once.  A service VIP balanced per connection gets a hook of the
+	 * balancer's (conn_lb_*): the endpoint's outstanding count, its
+	 * ejection when it refuses, and up to CONN_LB_TRIES choices. */
+	struct weft_conn_hook cn_hook;
+	bool		 cn_hook_ready;		/* hk_ready was called */
+	unsigned	 cn_adopt;		/* WEFT_ADOPT_* */
+	struct weft_lb_ep *cn_lb_ep;		/* acquired; NULL: none */
+	int		 cn_lb_tries;
 };
+
+/* Endpoints of a service tried per connection before giving up: the
+ * connection moves on only while no byte went upstream. */
+#define CONN_LB_TRIES	3
 
 /* The counters have one writer (the worker thread): a relaxed load and
  * store is enough and costs no locked instruction. */
@@ -112,9 +146,11 @@ static void	conn_writecb(struct bufferevent *, void *);
 static void	conn_eventcb(struct bufferevent *, short, void *);
 static void	conn_timercb(evutil_socket_t, short, void *);
 static void	conn_decide(struct weft_conn *);
+static void	conn_connect_failed(struct weft_conn *, enum weft_close_reason);
 static void	conn_finish(struct weft_conn *);
 static void	conn_half_eof(struct weft_half *);
 static void	conn_half_fail(struct weft_half *, enum weft_close_reason);
+static const struct weft_h1_ops conn_h1_ops;
 
 static const char *const conn_reason_names[WEFT_CLOSE_NREASONS] = {
 	[WEFT_CLOSE_EOF] = "eof",
@@ -223,6 +259,7 @@ weft_conn_ctx_init(struct weft_conn_ctx *cx, struct event_base *base,
 	if (cx->cx_cfg.rc_buffer_high == 0)
 		cx->cx_cfg.rc_buffer_high = 256 * 1024;
 	TAILQ_INIT(&cx->cx_conns);
+	TAILQ_INIT(&cx->cx_deniers);
 }
 
 void
@@ -232,8 +269,14 @@ weft_conn_ctx_shutdown(struct weft_conn_ctx *cx)
 
 	while ((c = TAILQ_FIRST(&cx->cx_conns)) != NULL)
 		weft_conn_close(c, WEFT_CLOSE_SHUTDOWN);
+	weft_deny_shutdown(cx);
 	if (cx->cx_tunnel != NULL)
 		weft_tunnel_shutdown(cx->cx_tunnel);
+	/* Last: the hooks of the connections and streams above point into
+	 * the router and the balancer. */
+	weft_router_shutdown(cx);
+	weft_lb_free(cx->cx_lb);
+	cx->cx_lb = NULL;
 }
 
 const char *
@@ -364,6 +407,46 @@ conn_connect_reason(int err)
 	}
 }
 
+/* --- hooks: whoever gave us the connection, and the balancer --------------- */
+
+/* The endpoint's fault: it refused, did not answer, or cannot be reached. */
+static bool
+conn_reason_ejects(int r)
+{
+	return r == WEFT_CLOSE_UPSTREAM_REFUSED ||
+	    r == WEFT_CLOSE_UPSTREAM_TIMEOUT || r == WEFT_CLOSE_NO_ROUTE;
+}
+
+static void
+conn_hook_ready(struct weft_conn *c, int result)
+{
+	if (c->cn_hook_ready)
+		return;
+	c->cn_hook_ready = true;
+	if (c->cn_lb_ep != NULL) {
+		if (result == 0)
+			weft_lb_ep_succeeded(c->cn_lb_ep);
+		else if (conn_reason_ejects(result))
+			weft_lb_ep_failed(c->cn_lb_ep, weft_lb_now_ms());
+	}
+	if (c->cn_hook.hk_ready != NULL)
+		c->cn_hook.hk_ready(c->cn_hook.hk_arg, result);
+}
+
+/* The last word: the upstream's outcome if not said yet, then done. */
+static void
+conn_hook_done(struct weft_conn *c, int result)
+{
+	conn_hook_ready(c, result);
+	if (c->cn_lb_ep != NULL) {
+		weft_lb_ep_release(c->cn_lb_ep);
+		c->cn_lb_ep = NULL;
+	}
+	if (c->cn_hook.hk_done != NULL)
+		c->cn_hook.hk_done(c->cn_hook.hk_arg);
+	memset(&c->cn_hook, 0, sizeof(c->cn_hook));
+}
+
 /*
  * Reading is ours, writing is the bufferevent's.  libevent 2.1's evbuffer_read
  * never reads more than 4 KiB per call (EVBUFFER_MAX_READ; configurable only
@@ -492,6 +575,90 @@ conn_resume(struct weft_half *h)
 	log_debug("conn %s: %s resumed", h->h_conn->cn_id, h->h_name);
 }
 
+/* Ask the loop to close c with reason r: pumps run inside callbacks whose
+ * callers still use c after they return. */
+static void
+conn_close_later(struct weft_conn *c, enum weft_close_reason r)
+{
+	if (c->cn_close_req != 0)
+		return;
+	c->cn_close_req = 1 + (int)r;
+	half_read_disable(&c->cn_down);
+	half_read_disable(&c->cn_up);
+	event_active(c->cn_timer, EV_TIMEOUT, 0);
+}
+
+static void	conn_pump(struct weft_half *);
+
+/* conn_pump through the HTTP/1.x filter: requests from the client are
+ * decided one by one, the server's responses are followed so that the
+ * filter's own answers go out in turn (weft/http1.h). */
+static void
+conn_pump_http(struct weft_half *h)
+{
+	struct weft_conn *c = h->h_conn;
+	struct weft_half *d = &c->cn_down, *u = &c->cn_up;
+	struct weft_conn_stats *st = &c->cn_ctx->cx_stats;
+	size_t high = c->cn_ctx->cx_cfg.rc_buffer_high, n0, n;
+	struct evbuffer *in, *dout, *uout;
+	enum weft_h1_result r;
+
+	in = bufferevent_get_input(h->h_bev);
+	dout = bufferevent_get_output(d->h_bev);
+	uout = bufferevent_get_output(u->h_bev);
+	if ((n0 = evbuffer_get_length(in)) == 0 || c->cn_close_req != 0)
+		return;
+	if (h == d) {
+		if (half_wr_done(u)) {
+			evbuffer_drain(in, n0);
+			return;
+		}
+		r = weft_h1_from_client(c->cn_h1, in, uout, dout);
+	} else
+		r = weft_h1_from_server(c->cn_h1, in, dout);
+	n = n0 - evbuffer_get_length(in);
+	h->h_bytes += n;
+	if (h == d)
+		STAT_ADD(st->cs_bytes_sent, n);
+	else
+		STAT_ADD(st->cs_bytes_received, n);
+	switch (r) {
+	case WEFT_H1_OK:
+		break;
+	case WEFT_H1_CLOSE:
+		/* Our last answer says close: flush it, then FIN. */
+		log_info("conn %s: http: closing after the answer (%s)",
+		    c->cn_id, weft_h1_error(c->cn_h1));
+		conn_close_later(c, WEFT_CLOSE_EOF);
+		return;
+	case WEFT_H1_RESET:
+		log_info("conn %s: http: %s; reset", c->cn_id,
+		    weft_h1_error(c->cn_h1));
+		conn_close_later(c, h == d ? WEFT_CLOSE_DENIED :
+		    WEFT_CLOSE_ERROR);
+		return;
+	}
+	/* A client that sends requests but reads no answers. */
+	if (evbuffer_get_length(dout) > 4 * high) {
+		log_info("conn %s: http: client reads no answers; reset",
+		    c->cn_id);
+		conn_close_later(c, WEFT_CLOSE_RESET);
+		return;
+	}
+	if (h == u) {
+		/* Responses free room in the filter's queue: requests that
+		 * waited in the client's input may go now. */
+		if (evbuffer_get_length(bufferevent_get_input(d->h_bev)) > 0)
+			conn_pump_http(d);
+		if (d->h_paused && evbuffer_get_length(uout) <= high / 2 &&
+		    evbuffer_get_length(bufferevent_get_input(d->h_bev)) <
+		    high)
+			conn_resume(d);
+	}
+	if (!h->h_paused && evbuffer_get_length(h == d ? uout : dout) >= high)
+		conn_pause(h);
+}
+
 /* Move what h has read to its peer's output; pause h above the watermark.
  * Before the relay starts the bytes wait in h's input. */
 static void
@@ -506,6 +673,26 @@ conn_pump(struct weft_half *h)
 	if (c->cn_state != WEFT_CONN_RELAY || h->h_bev == NULL ||
 	    p->h_bev == NULL || p->h_state == WEFT_HALF_FAILED)
 		return;
+	if (c->cn_sniff && c->cn_h1 == NULL) {
+		unsigned char b0;
+
+		/* The first bytes decide: a method starts with an upper-case
+		 * letter; a server that speaks first is not HTTP. */
+		c->cn_sniff = false;
+		if (h == &c->cn_down && evbuffer_copyout(
+		    bufferevent_get_input(h->h_bev), &b0, 1) == 1 &&
+		    b0 >= 'A' && b0 <= 'Z') {
+			if ((c->cn_h1 = weft_h1_new(&conn_h1_ops, c)) == NULL) {
+				conn_close_later(c, WEFT_CLOSE_ERROR);
+				return;
+			}
+			weft_h1_set_sniff(c->cn_h1, true);
+		}
+	}
+	if (c->cn_h1 != NULL) {
+		conn_pump_http(h);
+		return;
+	}
 	in = bufferevent_get_input(h->h_bev);
 	if ((n = evbuffer_get_length(in)) == 0)
 		return;
@@ -675,6 +862,9 @@ conn_half_eof(struct weft_half *h)
 	struct weft_conn *c = h->h_conn;
 
 	conn_pump(h);		/* whatever came before the FIN */
+	if (c->cn_h1 != NULL && h == &c->cn_up && p->h_bev != NULL)
+		(void)weft_h1_server_eof(c->cn_h1,
+		    bufferevent_get_output(p->h_bev));
 	half_rd_eof(h);
 	if (c->cn_state == WEFT_CONN_RELAY && p->h_bev != NULL &&
 	    !half_wr_done(p) && half_outlen(p) == 0)
@@ -702,6 +892,7 @@ conn_connected(struct weft_conn *c)
 	half_set_state(u, WEFT_HALF_OPEN);
 	conn_set_state(c, WEFT_CONN_RELAY);
 	c->cn_relayed = true;
+	conn_hook_ready(c, 0);
 	bufferevent_enable(u->h_bev, EV_WRITE);
 	half_read_enable(u);
 	/* Bytes the client sent while we decided and connected. */
@@ -731,7 +922,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		log_debug("conn %s: connect to %s: %s", c->cn_id,
 		    weft_sockaddr_str((struct sockaddr *)&c->cn_via, via,
 		    sizeof(via)), strerror(err));
-		weft_conn_close(c, (what & BEV_EVENT_TIMEOUT) ?
+		conn_connect_failed(c, (what & BEV_EVENT_TIMEOUT) ?
 		    WEFT_CLOSE_UPSTREAM_TIMEOUT : conn_connect_reason(err));
 		return;
 	}
@@ -794,6 +985,40 @@ fail:
 		    c->cn_id, strerror(errno));
 }
 
+/* The upstream connect failed: a service endpoint chosen for this
+ * connection is ejected and, since no byte went to it (the client's wait
+ * in its input), another is chosen, at most CONN_LB_TRIES in all; anything
+ * else closes the connection (the client sees a reset). */
+static void
+conn_connect_failed(struct weft_conn *c, enum weft_close_reason r)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	char via[WEFT_SOCKADDR_STRLEN];
+
+	if (c->cn_lb_ep == NULL || c->cn_lb_tries >= CONN_LB_TRIES ||
+	    !conn_reason_ejects(r) || c->cn_hook.hk_ready != NULL ||
+	    c->cn_hook.hk_done != NULL) {
+		weft_conn_close(c, r);
+		return;
+	}
+	weft_lb_ep_failed(c->cn_lb_ep, weft_lb_now_ms());
+	weft_lb_ep_release(c->cn_lb_ep);
+	log_info("conn %s: endpoint %s failed (%s): ejected for %llds; "
+	    "choosing again", c->cn_id, weft_sockaddr_str((struct sockaddr *)
+	    &c->cn_via, via, sizeof(via)), weft_close_reason_name(r),
+	    (long long)(weft_lb_ep_ejected_for(c->cn_lb_ep,
+	    weft_lb_now_ms()) / 1000));
+	c->cn_lb_ep = NULL;
+	evtimer_del(c->cn_timer);
+	half_free(&c->cn_up);
+	half_set_state(&c->cn_up, WEFT_HALF_NONE);
+	/* the failed attempt's metrics: a connection that carried nothing */
+	weft_observe_conn_close(cx, c->cn_mflow, 0, 0);
+	memset(&c->cn_via, 0, sizeof(c->cn_via));
+	conn_set_state(c, WEFT_CONN_NEW);
+	conn_decide(c);
+}
+
 static void
 conn_connect(struct weft_conn *c, const struct weft_decision *d)
 {
@@ -803,12 +1028,26 @@ conn_connect(struct weft_conn *c, const struct weft_decision *d)
 
 	evtimer_del(c->cn_timer);
 	memcpy(&c->cn_via, &d->d_upstream, sizeof(c->cn_via));
+	/* A router's upstream: the router records the outbound side per
+	 * request; only the destination's side is observed here. */
+	if (c->cn_mflow[0] == NULL && c->cn_mflow[1] == NULL)
+		weft_observe_conn(cx, NULL, (c->cn_adopt & WEFT_ADOPT_UPSTREAM) ?
+		    WEFT_DIR_RELAY : c->cn_dir,
+		    (struct sockaddr *)&c->cn_src, (struct sockaddr *)&c->cn_dst,
+		    (const struct sockaddr *)&d->d_upstream, c->cn_mflow);
 	fd = socket(d->d_upstream.ss_family,
 	    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		log_warn("conn %s: socket", c->cn_id);
 		weft_conn_close(c, WEFT_CLOSE_ERROR);
 		return;
+	}
+	{
+		int one = 1;
+
+		/* Small writes (an HTTP response in pieces) go at once. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 	}
 	/* Unmarked, our own connect would be captured again (loop). */
 	if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark,
@@ -827,7 +1066,7 @@ conn_connect(struct weft_conn *c, const struct weft_decision *d)
 		err = errno;
 		log_debug("conn %s: connect: %s", c->cn_id, strerror(err));
 		close(fd);
-		weft_conn_close(c, conn_connect_reason(err));
+		conn_connect_failed(c, conn_connect_reason(err));
 		return;
 	}
 	if (half_attach(&c->cn_up, fd) == -1) {
@@ -879,6 +1118,37 @@ conn_hold(struct weft_conn *c, const char *why)
 	    cx->cx_cfg.rc_hold_poll_ms);
 }
 
+/* A balanced connection that goes through the tunnel: the stream takes
+ * the connection's hook; this one wraps it with the endpoint's record. */
+struct conn_ticket {
+	struct weft_lb_ep *t_ep;		/* acquired */
+	struct weft_conn_hook t_inner;
+};
+
+static void
+conn_ticket_ready(void *arg, int result)
+{
+	struct conn_ticket *t = arg;
+
+	if (result == 0)
+		weft_lb_ep_succeeded(t->t_ep);
+	else if (conn_reason_ejects(result))
+		weft_lb_ep_failed(t->t_ep, weft_lb_now_ms());
+	if (t->t_inner.hk_ready != NULL)
+		t->t_inner.hk_ready(t->t_inner.hk_arg, result);
+}
+
+static void
+conn_ticket_done(void *arg)
+{
+	struct conn_ticket *t = arg;
+
+	weft_lb_ep_release(t->t_ep);
+	if (t->t_inner.hk_done != NULL)
+		t->t_inner.hk_done(t->t_inner.hk_arg);
+	free(t);
+}
+
 /* Hand the accepted socket to the tunnel (which logs and counts its close)
  * and free c without a line of its own. */
 static void
@@ -886,6 +1156,8 @@ conn_to_tunnel(struct weft_conn *c, const struct weft_decision *d)
 {
 	struct weft_conn_ctx *cx = c->cn_ctx;
 	struct weft_half *h = &c->cn_down;
+	struct weft_conn_hook hook = c->cn_hook;
+	struct conn_ticket *t;
 	struct evbuffer *pending;
 	bool rd_eof;
 	int fd;
@@ -894,6 +1166,18 @@ conn_to_tunnel(struct weft_conn *c, const struct weft_decision *d)
 		weft_conn_close(c, WEFT_CLOSE_ERROR);
 		return;
 	}
+	if (c->cn_lb_ep != NULL) {
+		if ((t = calloc(1, sizeof(*t))) != NULL) {
+			t->t_ep = c->cn_lb_ep;
+			t->t_inner = c->cn_hook;
+			hook.hk_ready = conn_ticket_ready;
+			hook.hk_done = conn_ticket_done;
+			hook.hk_arg = t;
+		} else
+			weft_lb_ep_release(c->cn_lb_ep);
+		c->cn_lb_ep = NULL;
+	}
+	memset(&c->cn_hook, 0, sizeof(c->cn_hook));
 	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
 	rd_eof = half_rd_done(h);
 	fd = bufferevent_getfd(h->h_bev);
@@ -907,13 +1191,180 @@ conn_to_tunnel(struct weft_conn *c, const struct weft_decision *d)
 	bufferevent_free(h->h_bev);
 	h->h_bev = NULL;
 	evtimer_del(c->cn_timer);
-	weft_tunnel_outbound(cx->cx_tunnel, fd, pending, rd_eof, c->cn_id,
-	    &c->cn_src, &c->cn_dst, d, &c->cn_start);
+	weft_tunnel_outbound_hooked(cx->cx_tunnel, fd, pending, rd_eof,
+	    c->cn_id, &c->cn_src, &c->cn_dst, d, &c->cn_start, &hook,
+	    (c->cn_adopt & WEFT_ADOPT_UPSTREAM) != 0);
 	evbuffer_free(pending);
 	event_free(c->cn_timer);
 	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
 	cx->cx_nconns--;
 	free(c);
+}
+
+/* HTTP (or perhaps HTTP) to a service VIP: the router decides each request
+ * (proxy/router.c) and writes the connection's line; free c quietly. */
+static void
+conn_to_router(struct weft_conn *c, const struct weft_decision *d)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct weft_half *h = &c->cn_down;
+	struct evbuffer *pending;
+	int fd;
+
+	if ((pending = evbuffer_new()) == NULL) {
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	conn_hook_done(c, 0);
+	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
+	fd = bufferevent_getfd(h->h_bev);
+	if (h->h_rev != NULL) {
+		event_free(h->h_rev);
+		h->h_rev = NULL;
+		h->h_reading = false;
+	}
+	bufferevent_setfd(h->h_bev, -1);
+	bufferevent_free(h->h_bev);
+	h->h_bev = NULL;
+	evtimer_del(c->cn_timer);
+	/* A FIN already read is read again by the router: EOF stays. */
+	weft_router_take(cx, fd, pending, d->d_sniff, c->cn_id, &c->cn_src,
+	    &c->cn_dst, c->cn_listen_port, &c->cn_start);
+	evbuffer_free(pending);
+	event_free(c->cn_timer);
+	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns--;
+	free(c->cn_policy);
+	free(c);
+}
+
+/* The destination's policy refuses the connection outright: hand the
+ * socket to a denier (proxy/deny.c: 403s for HTTP, else a reset) and free c
+ * without a line of its own; the denier writes it. */
+static void
+conn_to_denier(struct weft_conn *c, const struct weft_decision *d)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+	struct weft_half *h = &c->cn_down;
+	struct evbuffer *pending;
+	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
+	char who[300], line[800];
+	bool rd_eof;
+	int fd;
+
+	if ((pending = evbuffer_new()) == NULL) {
+		weft_conn_close(c, WEFT_CLOSE_DENIED);
+		return;
+	}
+	/* Open, as far as the hook's owner is concerned: the denier answers
+	 * the requests written to it (403s, A-23). */
+	conn_hook_done(c, 0);
+	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
+	rd_eof = half_rd_done(h);
+	snprintf(line, sizeof(line), "%s -> %s route=\"%s\" source=%s "
+	    "policy=\"%s\"", weft_sockaddr_str((struct sockaddr *)&c->cn_src,
+	    src, sizeof(src)), weft_sockaddr_str((struct sockaddr *)&c->cn_dst,
+	    dst, sizeof(dst)), c->cn_route, weft_flow_src(d->d_flow, who,
+	    sizeof(who)), d->d_why);
+	fd = bufferevent_getfd(h->h_bev);
+	if (h->h_rev != NULL) {
+		event_free(h->h_rev);
+		h->h_rev = NULL;
+		h->h_reading = false;
+	}
+	bufferevent_setfd(h->h_bev, -1);
+	bufferevent_free(h->h_bev);
+	h->h_bev = NULL;
+	evtimer_del(c->cn_timer);
+	weft_deny_take(cx, fd, pending, rd_eof, c->cn_id, c->cn_dir, line,
+	    &c->cn_start, &c->cn_src, &c->cn_dst, c->cn_listen_port,
+	    d->d_token, NULL);
+	evbuffer_free(pending);
+	event_free(c->cn_timer);
+	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns--;
+	free(c->cn_policy);
+	free(c);
+}
+
+static bool
+conn_h1_decide(void *arg, const struct weft_policy_http *req, char *why,
+    size_t whylen)
+{
+	struct weft_conn *c = arg;
+	const char *token = "denied";
+	char text[160];
+
+	if (weft_flow_check_http(c->cn_flow, req, text, sizeof(text), &token))
+		return true;
+	log_info("conn %s: %.*s %.*s denied: %s", c->cn_id,
+	    (int)req->method_len, req->method, (int)req->path_len, req->path,
+	    text);
+	snprintf(why, whylen, "%s", token);
+	return false;
+}
+
+/* One exchange ended: metrics.  A same-node call is recorded on both
+ * sides; what the proxy answered itself (403, 400) reached no pod and is
+ * counted once, on the caller's side when there is one (weft/metrics.h). */
+static void
+conn_h1_done(void *arg, const struct weft_h1_exchange *ex)
+{
+	struct weft_conn *c = arg;
+	struct weft_metrics_shard *sh = c->cn_ctx->cx_metrics;
+
+	if (sh == NULL)
+		return;
+	if (ex->denied || ex->bad) {
+		weft_metrics_flow_request(sh, c->cn_mflow[0] != NULL ?
+		    c->cn_mflow[0] : c->cn_mflow[1], ex->status,
+		    ex->duration_s, ex->why);
+		return;
+	}
+	weft_metrics_flow_request(sh, c->cn_mflow[0], ex->status,
+	    ex->duration_s, NULL);
+	weft_metrics_flow_request(sh, c->cn_mflow[1], ex->status,
+	    ex->duration_s, NULL);
+}
+
+static const struct weft_h1_ops conn_h1_ops = { conn_h1_decide,
+    conn_h1_done };
+
+/* Keep what the policy said about a connection it lets in: the flow (to
+ * check again when the generation changes) and, for HTTP, the filter. */
+static int
+conn_take_policy(struct weft_conn *c, struct weft_decision *d)
+{
+	if (d->d_flow == NULL)
+		return 0;
+	/* HTTP is followed even when the policy lets the connection in at
+	 * L4: a permission withdrawn later must be a 403 on the next request,
+	 * not a reset (A-5).  Bytes that are not HTTP pass as they are then
+	 * (sniffing, with the filter made only when the first byte could
+	 * start a request: conn_pump); under HTTP-only rules they are a reset
+	 * (A-1). */
+	if (d->d_policy == WEFT_POLICY_ALLOW)
+		c->cn_sniff = true;
+	else if ((c->cn_h1 = weft_h1_new(&conn_h1_ops, c)) == NULL)
+		return -1;
+	c->cn_flow = d->d_flow;
+	d->d_flow = NULL;
+	free(c->cn_policy);
+	c->cn_policy = strdup(d->d_policy == WEFT_POLICY_HTTP ?
+	    "per request" : d->d_why);
+	return 0;
+}
+
+/* A service endpoint was chosen for the whole connection: count it there
+ * until the connection ends. */
+static void
+conn_lb_take(struct weft_conn *c, const struct weft_decision *d)
+{
+	if (d->d_lb_ep == NULL || c->cn_lb_ep != NULL)
+		return;
+	weft_lb_ep_acquire(d->d_lb_ep);
+	c->cn_lb_ep = d->d_lb_ep;
+	c->cn_lb_tries++;
 }
 
 static void
@@ -925,10 +1376,14 @@ conn_decide(struct weft_conn *c)
 	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
 
 	g = weft_gen_current();
-	weft_decide(g, c->cn_dir, (struct sockaddr *)&c->cn_src,
-	    (struct sockaddr *)&c->cn_dst, c->cn_listen_port, &cx->cx_cfg, &d);
+	weft_decide_lb(g, c->cn_dir, (struct sockaddr *)&c->cn_src,
+	    (struct sockaddr *)&c->cn_dst, c->cn_listen_port, &cx->cx_cfg,
+	    weft_conn_ctx_lb(cx), (c->cn_adopt & WEFT_ADOPT_OPAQUE) ?
+	    WEFT_DECIDE_OPAQUE : WEFT_DECIDE_ROUTE, &d);
 	weft_gen_unref(g);
 	snprintf(c->cn_route, sizeof(c->cn_route), "%s", d.d_route);
+	if (d.d_verdict != WEFT_VERDICT_CONNECT)
+		weft_decision_clear(&d);	/* only CONNECT carries a flow */
 
 	switch (d.d_verdict) {
 	case WEFT_VERDICT_REFUSE:
@@ -945,7 +1400,22 @@ conn_decide(struct weft_conn *c)
 		conn_hold(c, d.d_route);
 		return;
 	case WEFT_VERDICT_CONNECT:
+		if (d.d_flow != NULL && d.d_policy == WEFT_POLICY_DENY) {
+			conn_to_denier(c, &d);
+			weft_decision_clear(&d);
+			return;
+		}
+		if (conn_take_policy(c, &d) == -1) {
+			weft_decision_clear(&d);
+			weft_conn_close(c, WEFT_CLOSE_ERROR);
+			return;
+		}
+		weft_decision_clear(&d);
+		conn_lb_take(c, &d);
 		conn_connect(c, &d);
+		return;
+	case WEFT_VERDICT_ROUTE:
+		conn_to_router(c, &d);
 		return;
 	case WEFT_VERDICT_TUNNEL:
 		if (cx->cx_tunnel == NULL) {
@@ -960,6 +1430,7 @@ conn_decide(struct weft_conn *c)
 			conn_hold(c, c->cn_route);
 			return;
 		}
+		conn_lb_take(c, &d);
 		conn_to_tunnel(c, &d);
 		return;
 	}
@@ -972,12 +1443,17 @@ conn_timercb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->cn_close_req != 0 && c->cn_state != WEFT_CONN_DRAINING) {
+		weft_conn_close(c, (enum weft_close_reason)(c->cn_close_req -
+		    1));
+		return;
+	}
 	switch (c->cn_state) {
 	case WEFT_CONN_HOLD:
 		conn_decide(c);
 		break;
 	case WEFT_CONN_CONNECTING:
-		weft_conn_close(c, WEFT_CLOSE_UPSTREAM_TIMEOUT);
+		conn_connect_failed(c, WEFT_CLOSE_UPSTREAM_TIMEOUT);
 		break;
 	case WEFT_CONN_DRAINING:
 		c->cn_drain_expired = true;
@@ -1040,6 +1516,65 @@ weft_conn_accept(struct weft_conn_ctx *cx, int fd, enum weft_conn_dir dir,
 	half_read_enable(&c->cn_down);
 	conn_decide(c);
 	return 0;
+}
+
+void
+weft_conn_adopt(struct weft_conn_ctx *cx, int fd, enum weft_conn_dir dir,
+    uint16_t listen_port, const struct sockaddr_storage *src,
+    const struct sockaddr_storage *dst, struct evbuffer *pending,
+    const char *id, const struct timespec *start)
+{
+	weft_conn_adopt_hooked(cx, fd, dir, listen_port, src, dst, pending, id,
+	    start, NULL, 0);
+}
+
+void
+weft_conn_adopt_hooked(struct weft_conn_ctx *cx, int fd,
+    enum weft_conn_dir dir, uint16_t listen_port,
+    const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+    struct evbuffer *pending, const char *id, const struct timespec *start,
+    const struct weft_conn_hook *hook, unsigned flags)
+{
+	struct weft_conn *c;
+	struct evbuffer *in;
+
+	if ((c = conn_alloc(cx, dir)) == NULL) {
+		log_warn("%s: connection", __func__);
+		close(fd);
+		if (hook != NULL && hook->hk_ready != NULL)
+			hook->hk_ready(hook->hk_arg, WEFT_CLOSE_ERROR);
+		if (hook != NULL && hook->hk_done != NULL)
+			hook->hk_done(hook->hk_arg);
+		return;
+	}
+	if (hook != NULL)
+		c->cn_hook = *hook;
+	c->cn_adopt = flags;
+	/* The router's give-back is the connection it took from us, which
+	 * was counted as opened then. */
+	if (flags & WEFT_ADOPT_OPAQUE)
+		atomic_fetch_sub_explicit(&cx->cx_stats.cs_opened, 1,
+		    memory_order_relaxed);
+	snprintf(c->cn_id, sizeof(c->cn_id), "%s", id);
+	c->cn_start = *start;
+	c->cn_listen_port = listen_port;
+	memcpy(&c->cn_src, src, sizeof(c->cn_src));
+	memcpy(&c->cn_dst, dst, sizeof(c->cn_dst));
+	if (half_attach(&c->cn_down, fd) == -1) {
+		log_warn("conn %s: bufferevent", c->cn_id);
+		close(fd);
+		weft_conn_close(c, WEFT_CLOSE_ERROR);
+		return;
+	}
+	half_set_state(&c->cn_down, WEFT_HALF_OPEN);
+	in = bufferevent_get_input(c->cn_down.h_bev);
+	if (pending != NULL) {
+		evbuffer_unfreeze(in, 0);
+		evbuffer_add_buffer(in, pending);
+		evbuffer_freeze(in, 0);
+	}
+	half_read_enable(&c->cn_down);
+	conn_decide(c);
 }
 
 struct weft_conn *
@@ -1190,16 +1725,35 @@ conn_finish(struct weft_conn *c)
 		if (strcmp(v, dst) != 0)
 			snprintf(via, sizeof(via), " via %s", v);
 	}
-	log_info("conn %s %s %s -> %s%s route=\"%s\" sent=%llu received=%llu "
-	    "duration=%.1fms reason=%s", c->cn_id,
-	    weft_conn_dir_name(c->cn_dir), src, dst, via, c->cn_route,
-	    (unsigned long long)sum.sent, (unsigned long long)sum.received,
-	    sum.duration_ms, weft_close_reason_name(c->cn_reason));
+	if (c->cn_flow != NULL) {
+		char who[300];
+
+		log_info("conn %s %s %s -> %s%s route=\"%s\" source=%s "
+		    "policy=\"%s\"%s sent=%llu received=%llu "
+		    "duration=%.1fms reason=%s", c->cn_id,
+		    weft_conn_dir_name(c->cn_dir), src, dst, via, c->cn_route,
+		    weft_flow_src(c->cn_flow, who, sizeof(who)),
+		    c->cn_policy != NULL ? c->cn_policy : "",
+		    c->cn_h1 != NULL && weft_h1_requests(c->cn_h1) > 0 ?
+		    " http" : "",
+		    (unsigned long long)sum.sent,
+		    (unsigned long long)sum.received, sum.duration_ms,
+		    weft_close_reason_name(c->cn_reason));
+	} else
+		log_info("conn %s %s %s -> %s%s route=\"%s\" sent=%llu "
+		    "received=%llu duration=%.1fms reason=%s", c->cn_id,
+		    weft_conn_dir_name(c->cn_dir), src, dst, via, c->cn_route,
+		    (unsigned long long)sum.sent,
+		    (unsigned long long)sum.received, sum.duration_ms,
+		    weft_close_reason_name(c->cn_reason));
 
 	STAT_ADD(cx->cx_stats.cs_closed[(unsigned)c->cn_reason <
 	    WEFT_CLOSE_NREASONS ? c->cn_reason : WEFT_CLOSE_ERROR], 1);
+	/* Never opened: the reason is the upstream's outcome. */
+	conn_hook_done(c, c->cn_relayed ? 0 : (int)c->cn_reason);
 	if (cx->cx_on_close != NULL)
 		cx->cx_on_close(&sum, cx->cx_on_close_arg);
+	weft_observe_conn_close(cx, c->cn_mflow, sum.sent, sum.received);
 
 	conn_set_state(c, WEFT_CONN_CLOSED);
 	for (i = 0; i < 2; i++) {
@@ -1215,5 +1769,35 @@ conn_finish(struct weft_conn *c)
 	c->cn_timer = NULL;
 	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
 	cx->cx_nconns--;
+	weft_h1_free(c->cn_h1);
+	weft_flow_free(c->cn_flow);
+	free(c->cn_policy);
 	free(c);
+}
+
+/* The generation changed: a connection let in at L4 that the policy no
+ * longer lets in is closed (A-5); one decided per request needs nothing,
+ * its next request is decided on the new generation. */
+void
+weft_conn_recheck(struct weft_conn_ctx *cx, const struct weft_gen *g)
+{
+	struct weft_conn *c, *next;
+	struct weft_policy_why why;
+
+	for (c = TAILQ_FIRST(&cx->cx_conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, cn_entry);
+		/* HTTP that is followed is decided per request. */
+		if (c->cn_flow == NULL || (c->cn_h1 != NULL &&
+		    !weft_h1_is_opaque(c->cn_h1)) ||
+		    c->cn_close_req != 0 || (c->cn_state != WEFT_CONN_RELAY &&
+		    c->cn_state != WEFT_CONN_CONNECTING))
+			continue;
+		if (weft_flow_check(c->cn_flow, g, &why) == WEFT_POLICY_ALLOW)
+			continue;
+		log_info("conn %s: no longer allowed (%s); closing", c->cn_id,
+		    why.reason);
+		free(c->cn_policy);
+		c->cn_policy = strdup(why.reason);
+		weft_conn_close(c, WEFT_CLOSE_DENIED);
+	}
 }

@@ -8,13 +8,11 @@
 #include <string.h>
 #include <netinet/in.h>
 
+#include "weft/balance.h"
 #include "weft/gen.h"
 #include "weft/ip.h"
 #include "weft/log.h"
 #include "proxy/proxy-int.h"
-
-/* Endpoints looked at on the stack; a bigger service takes one malloc. */
-#define DECIDE_EPS_STACK	64
 
 const char *
 weft_verdict_name(enum weft_verdict v)
@@ -28,18 +26,10 @@ weft_verdict_name(enum weft_verdict v)
 		return "refuse";
 	case WEFT_VERDICT_TUNNEL:
 		return "tunnel";
+	case WEFT_VERDICT_ROUTE:
+		return "route";
 	}
 	return "?";
-}
-
-size_t
-weft_decide_pick_endpoint(const struct weft_endpoint *eps, size_t n)
-{
-	(void)eps;
-	if (n <= 1)
-		return 0;
-	/* glibc 2.36 arc4random: per-thread state, no lock, no seeding. */
-	return arc4random_uniform((uint32_t)n);
 }
 
 static void
@@ -117,44 +107,94 @@ decide_tunnel(const struct weft_gen *g, const struct weft_ip *sip,
 	snprintf(d->d_node, sizeof(d->d_node), "%s", dpod->node);
 }
 
-/* A service VIP: choose an endpoint.  Returns false if dst is not a VIP. */
+/* The destination side's policy, in process, when the connection goes
+ * straight to a local meshed pod: same-node traffic from a pod of ours
+ * carries that pod's identity (its address is trustworthy: anti-spoofing,
+ * DESIGN §2); anything else is unauthenticated (A-4). */
+static void
+decide_policy(const struct weft_gen *g, enum weft_conn_dir dir,
+    const struct weft_ip *sip, const struct weft_snap_pod *dpod,
+    uint16_t dport, struct weft_decision *d)
+{
+	const struct weft_snap_pod *spod;
+	const char *sns = NULL, *ssa = NULL;
+	struct weft_policy_why why;
+
+	if (d->d_verdict != WEFT_VERDICT_CONNECT || dpod == NULL ||
+	    !dpod->meshed || !weft_gen_pod_is_local(g, dpod))
+		return;
+	if (dir == WEFT_DIR_OUTBOUND &&
+	    (spod = weft_gen_pod_by_ip(g, sip)) != NULL && spod->meshed &&
+	    weft_gen_pod_is_local(g, spod)) {
+		sns = spod->namespace;
+		ssa = spod->service_account;
+	}
+	if ((d->d_flow = weft_flow_new(sns, ssa, dpod->namespace,
+	    dpod->service_account, dport)) == NULL) {
+		decide_refuse(d, WEFT_CLOSE_ERROR, "out of memory");
+		return;
+	}
+	d->d_policy = weft_flow_check(d->d_flow, g, &why);
+	d->d_token = d->d_policy == WEFT_POLICY_DENY ?
+	    weft_flow_deny_token(&why) : NULL;
+	snprintf(d->d_why, sizeof(d->d_why), "%.150s", why.reason[0] != '\0' ?
+	    why.reason : why.rule);
+}
+
+void
+weft_decision_clear(struct weft_decision *d)
+{
+	weft_flow_free(d->d_flow);
+	d->d_flow = NULL;
+}
+
+/* A service VIP: the router's (HTTP), or a backend and an endpoint for the
+ * whole connection (weft/balance.h).  Returns false if dst is not a VIP. */
 static bool
 decide_service(const struct weft_gen *g, const struct weft_ip *sip,
     const struct weft_ip *ip, uint16_t port, const struct weft_relay_config *rc,
-    struct weft_decision *d)
+    struct weft_lb *lb, unsigned flags, struct weft_decision *d)
 {
 	const struct weft_snap_service *svc;
 	const struct weft_service_port *sp = NULL;
-	struct weft_endpoint stack[DECIDE_EPS_STACK], *eps = stack, pick;
-	size_t n, i;
+	struct weft_lb_choice c;
+	enum weft_lb_proto proto;
+	char via[120];
 
 	if ((svc = weft_gen_service_by_vip(g, ip, port, IPPROTO_TCP,
 	    &sp)) == NULL)
 		return false;
-	n = weft_gen_service_endpoints(g, svc, sp, stack, DECIDE_EPS_STACK);
-	if (n == 0) {
-		/* kube-proxy rejects a service without endpoints too. */
-		decide_refuse(d, WEFT_CLOSE_NO_ROUTE, "");
-		snprintf(d->d_route, sizeof(d->d_route),
-		    "svc %s/%s: no endpoints", svc->namespace, svc->name);
+	proto = weft_lb_port_proto(sp);
+	if ((flags & WEFT_DECIDE_ROUTE) && !(flags & WEFT_DECIDE_OPAQUE) &&
+	    proto != WEFT_LB_PROTO_TCP) {
+		d->d_verdict = WEFT_VERDICT_ROUTE;
+		d->d_sniff = proto == WEFT_LB_PROTO_UNKNOWN;
+		snprintf(d->d_route, sizeof(d->d_route), "svc %s/%s: %s",
+		    svc->namespace, svc->name, d->d_sniff ? "sniff" : "http");
 		return true;
 	}
-	if (n > DECIDE_EPS_STACK) {
-		if ((eps = calloc(n, sizeof(*eps))) == NULL) {
-			/* Out of memory: the first ones are still endpoints. */
-			eps = stack;
-			n = DECIDE_EPS_STACK;
-		} else
-			n = weft_gen_service_endpoints(g, svc, sp, eps, n);
+	/* Not HTTP: the catch-all split, if any, decides for the whole
+	 * connection (SPEC §5.2). */
+	if (weft_lb_backend(lb, g, svc, sp, NULL, &c) != WEFT_LB_OK ||
+	    weft_lb_endpoint(lb, g, &c, NULL, 0, weft_lb_now_ms()) !=
+	    WEFT_LB_OK) {
+		/* kube-proxy rejects a service without endpoints too. */
+		decide_refuse(d, WEFT_CLOSE_NO_ROUTE, "");
+		snprintf(d->d_route, sizeof(d->d_route), "svc %.40s/%.40s: "
+		    "%.70s", svc->namespace, svc->name, c.why);
+		return true;
 	}
-	i = weft_decide_pick_endpoint(eps, n);
-	pick = eps[i];
-	if (eps != stack)
-		free(eps);
-	decide_connect(d, &pick.pod->ip, pick.port, rc->rc_transparent);
-	snprintf(d->d_route, sizeof(d->d_route), "svc %s/%s -> pod %s/%s",
-	    svc->namespace, svc->name, pick.pod->namespace, pick.pod->name);
-	decide_tunnel(g, sip, pick.pod, pick.port, rc, d);
+	decide_connect(d, &c.ep.pod->ip, c.ep.port, rc->rc_transparent);
+	via[0] = '\0';
+	if (c.split != NULL)
+		snprintf(via, sizeof(via), " split %s -> svc %s", c.split->name,
+		    c.backend->name);
+	snprintf(d->d_route, sizeof(d->d_route), "svc %s/%s%s -> pod %s/%s",
+	    svc->namespace, svc->name, via, c.ep.pod->namespace,
+	    c.ep.pod->name);
+	d->d_lb_ep = c.state;
+	decide_tunnel(g, sip, c.ep.pod, c.ep.port, rc, d);
+	decide_policy(g, WEFT_DIR_OUTBOUND, sip, c.ep.pod, c.ep.port, d);
 	return true;
 }
 
@@ -163,6 +203,15 @@ weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
     const struct sockaddr *src, const struct sockaddr *dst,
     uint16_t listen_port, const struct weft_relay_config *rc,
     struct weft_decision *d)
+{
+	weft_decide_lb(g, dir, src, dst, listen_port, rc, NULL, 0, d);
+}
+
+void
+weft_decide_lb(const struct weft_gen *g, enum weft_conn_dir dir,
+    const struct sockaddr *src, const struct sockaddr *dst,
+    uint16_t listen_port, const struct weft_relay_config *rc,
+    struct weft_lb *lb, unsigned flags, struct weft_decision *d)
 {
 	const struct weft_snap_pod *pod;
 	struct weft_ip sip, dip;
@@ -190,13 +239,14 @@ weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
 
 	switch (dir) {
 	case WEFT_DIR_OUTBOUND:
-		if (decide_service(g, &sip, &dip, dport, rc, d))
+		if (decide_service(g, &sip, &dip, dport, rc, lb, flags, d))
 			return;
 		if (pod != NULL) {
 			decide_connect(d, &dip, dport, rc->rc_transparent);
 			snprintf(d->d_route, sizeof(d->d_route), "pod %s/%s",
 			    pod->namespace, pod->name);
 			decide_tunnel(g, &sip, pod, dport, rc, d);
+			decide_policy(g, dir, &sip, pod, dport, d);
 			return;
 		}
 		if (weft_gen_in_local_cidrs(g, &dip)) {
@@ -211,6 +261,7 @@ weft_decide(const struct weft_gen *g, enum weft_conn_dir dir,
 			decide_connect(d, &dip, dport, rc->rc_transparent);
 			snprintf(d->d_route, sizeof(d->d_route), "pod %s/%s",
 			    pod->namespace, pod->name);
+			decide_policy(g, dir, &sip, pod, dport, d);
 			return;
 		}
 		if (weft_gen_in_local_cidrs(g, &dip)) {

@@ -53,6 +53,7 @@ struct h1_pending {
 	bool		 p_close;	/* close after our answer */
 	bool		 p_upgrade;	/* an allowed CONNECT/Upgrade */
 	bool		 p_head_seen;	/* response head seen: latency taken */
+	char		 p_why[32];	/* denied: the owner's reason token */
 	double		 p_latency;
 	struct timespec	 p_start;
 };
@@ -60,6 +61,11 @@ struct h1_pending {
 struct h1_field {
 	uint32_t	 off;		/* in f_buf */
 	uint32_t	 len;
+};
+
+struct h1_hdr {
+	struct h1_field	 name;
+	struct h1_field	 value;
 };
 
 struct weft_h1 {
@@ -75,8 +81,9 @@ struct weft_h1 {
 	size_t		 f_buflen;
 	size_t		 f_bufcap;
 	struct h1_field	 f_url;
-	struct h1_field	 f_names[H1_HEADERS_MAX];
-	struct h1_field	 f_values[H1_HEADERS_MAX];
+	struct h1_hdr	*f_hdrs;	/* grown as needed (an idle
+					 * connection's filter stays small) */
+	size_t		 f_hdrcap;
 	size_t		 f_nhdr;
 	bool		 f_in_name;	/* the last span was a header name */
 	bool		 f_overflow;	/* 431 / 414 */
@@ -86,7 +93,9 @@ struct weft_h1 {
 	bool		 f_msg_done;	/* pause reason: message complete */
 	bool		 f_any_head;	/* a head was ever complete */
 	/* Requests in order, waiting for a response or for our answer. */
-	struct h1_pending f_q[H1_QUEUE_MAX];
+	struct h1_pending *f_q;		/* a ring of f_qcap, grown as
+					 * needed up to H1_QUEUE_MAX */
+	unsigned	 f_qcap;
 	unsigned	 f_qhead;
 	unsigned	 f_qlen;
 	/* The response side. */
@@ -94,6 +103,7 @@ struct weft_h1 {
 	bool		 f_resp_opaque;
 	bool		 f_closing;	/* an answer with "close" went out */
 	bool		 f_reset;
+	bool		 f_sniff;	/* not HTTP: opaque, not a reset */
 	uint64_t	 f_nreq;
 	char		 f_err[128];
 };
@@ -165,6 +175,7 @@ h1_done(struct weft_h1 *f, const struct h1_pending *p, int status)
 	ex.status = status;
 	ex.denied = p->p_kind == H1_DENIED;
 	ex.bad = p->p_kind == H1_BAD;
+	ex.why = p->p_kind == H1_DENIED ? p->p_why : NULL;
 	ex.duration_s = p->p_head_seen ? p->p_latency : h1_since(&p->p_start);
 	f->f_ops->h1_done(f->f_arg, &ex);
 }
@@ -172,7 +183,7 @@ h1_done(struct weft_h1 *f, const struct h1_pending *p, int status)
 static void
 h1_pop(struct weft_h1 *f)
 {
-	f->f_qhead = (f->f_qhead + 1) % H1_QUEUE_MAX;
+	f->f_qhead = (f->f_qhead + 1) % f->f_qcap;
 	f->f_qlen--;
 }
 
@@ -191,6 +202,8 @@ weft_h1_free(struct weft_h1 *f)
 	if (f->f_head != NULL)
 		evbuffer_free(f->f_head);
 	free(f->f_buf);
+	free(f->f_hdrs);
+	free(f->f_q);
 	free(f);
 }
 
@@ -200,11 +213,21 @@ static const char h1_denied_body[] = "403 Forbidden: denied by mesh policy\n";
 static const char h1_bad_body[] = "400 Bad Request\n";
 
 void
-weft_h1_add_denial(struct evbuffer *out, bool keep_alive)
+weft_h1_add_denial(struct evbuffer *out, bool keep_alive, const char *token)
 {
+	char t[32];
+	size_t i;
+
+	/* A token, never free text: nothing of it can break the head. */
+	snprintf(t, sizeof(t), "%s", token != NULL && token[0] != '\0' ?
+	    token : "policy");
+	for (i = 0; t[i] != '\0'; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' &&
+		    t[i] <= '9') || t[i] == '-'))
+			t[i] = '-';
 	evbuffer_add_printf(out, "HTTP/1.1 403 Forbidden\r\n"
 	    "content-type: text/plain\r\ncontent-length: %zu\r\n"
-	    "x-weft-denied: policy\r\n%s\r\n%s", sizeof(h1_denied_body) - 1,
+	    "x-weft-denied: %s\r\n%s\r\n%s", sizeof(h1_denied_body) - 1, t,
 	    keep_alive ? "" : "connection: close\r\n", h1_denied_body);
 }
 
@@ -229,7 +252,7 @@ h1_emit(struct weft_h1 *f, struct evbuffer *to_client)
 	while (!f->f_closing && (p = h1_front(f)) != NULL &&
 	    p->p_kind != H1_FORWARDED) {
 		if (p->p_kind == H1_DENIED)
-			weft_h1_add_denial(to_client, !p->p_close);
+			weft_h1_add_denial(to_client, !p->p_close, p->p_why);
 		else
 			h1_add_bad(to_client, f->f_overflow_status != 0 ?
 			    f->f_overflow_status : 400);
@@ -241,12 +264,37 @@ h1_emit(struct weft_h1 *f, struct evbuffer *to_client)
 	}
 }
 
+/* Room for one more in the ring (the caller checked H1_QUEUE_MAX). */
+static int
+h1_qgrow(struct weft_h1 *f)
+{
+	struct h1_pending *q;
+	unsigned cap, i;
+
+	if (f->f_qlen < f->f_qcap)
+		return 0;
+	cap = f->f_qcap == 0 ? 2 : f->f_qcap * 2;
+	if (cap > H1_QUEUE_MAX)
+		cap = H1_QUEUE_MAX;
+	if ((q = calloc(cap, sizeof(*q))) == NULL)
+		return -1;
+	for (i = 0; i < f->f_qlen; i++)
+		q[i] = f->f_q[(f->f_qhead + i) % f->f_qcap];
+	free(f->f_q);
+	f->f_q = q;
+	f->f_qcap = cap;
+	f->f_qhead = 0;
+	return 0;
+}
+
 static struct h1_pending *
 h1_push(struct weft_h1 *f, enum h1_kind kind)
 {
 	struct h1_pending *p;
 
-	p = &f->f_q[(f->f_qhead + f->f_qlen) % H1_QUEUE_MAX];
+	if (h1_qgrow(f) == -1)
+		return NULL;
+	p = &f->f_q[(f->f_qhead + f->f_qlen) % f->f_qcap];
 	f->f_qlen++;
 	memset(p, 0, sizeof(*p));
 	p->p_kind = (uint8_t)kind;
@@ -322,12 +370,21 @@ h1_on_header_field(llhttp_t *p, const char *at, size_t len)
 			f->f_overflow_status = 431;
 			return -1;
 		}
+		if (f->f_nhdr == f->f_hdrcap) {
+			size_t cap = f->f_hdrcap == 0 ? 16 : f->f_hdrcap * 2;
+			struct h1_hdr *h;
+
+			if ((h = reallocarray(f->f_hdrs, cap,
+			    sizeof(*h))) == NULL)
+				return -1;
+			f->f_hdrs = h;
+			f->f_hdrcap = cap;
+		}
 		f->f_nhdr++;
-		memset(&f->f_names[f->f_nhdr - 1], 0, sizeof(f->f_names[0]));
-		memset(&f->f_values[f->f_nhdr - 1], 0, sizeof(f->f_values[0]));
+		memset(&f->f_hdrs[f->f_nhdr - 1], 0, sizeof(f->f_hdrs[0]));
 		f->f_in_name = true;
 	}
-	return h1_append(f, &f->f_names[f->f_nhdr - 1], at, len);
+	return h1_append(f, &f->f_hdrs[f->f_nhdr - 1].name, at, len);
 }
 
 static int
@@ -338,7 +395,7 @@ h1_on_header_value(llhttp_t *p, const char *at, size_t len)
 	f->f_in_name = false;
 	if (f->f_nhdr == 0)
 		return 0;
-	return h1_append(f, &f->f_values[f->f_nhdr - 1], at, len);
+	return h1_append(f, &f->f_hdrs[f->f_nhdr - 1].value, at, len);
 }
 
 static int
@@ -428,11 +485,11 @@ h1_decide(struct weft_h1 *f, struct evbuffer *to_server,
 	h1_path(f->f_buf != NULL ? f->f_buf + f->f_url.off : "", f->f_url.len,
 	    &req.path, &req.path_len);
 	for (i = 0; i < f->f_nhdr; i++) {
-		hdrs[i].name = f->f_buf + f->f_names[i].off;
-		hdrs[i].name_len = f->f_names[i].len;
-		hdrs[i].value = f->f_values[i].len > 0 ?
-		    f->f_buf + f->f_values[i].off : "";
-		hdrs[i].value_len = f->f_values[i].len;
+		hdrs[i].name = f->f_buf + f->f_hdrs[i].name.off;
+		hdrs[i].name_len = f->f_hdrs[i].name.len;
+		hdrs[i].value = f->f_hdrs[i].value.len > 0 ?
+		    f->f_buf + f->f_hdrs[i].value.off : "";
+		hdrs[i].value_len = f->f_hdrs[i].value.len;
 		/* llhttp leaves optional whitespace after the value. */
 		while (hdrs[i].value_len > 0 &&
 		    (hdrs[i].value[hdrs[i].value_len - 1] == ' ' ||
@@ -446,13 +503,18 @@ h1_decide(struct weft_h1 *f, struct evbuffer *to_server,
 		allow = f->f_ops->h1_decide(f->f_arg, &req, why, sizeof(why));
 	upgrade = llhttp_get_upgrade(&f->f_req) != 0 ||
 	    llhttp_get_method(&f->f_req) == HTTP_CONNECT;
+	if ((p = h1_push(f, allow ? H1_FORWARDED : H1_DENIED)) == NULL) {
+		snprintf(f->f_err, sizeof(f->f_err), "out of memory");
+		f->f_reset = true;
+		return;
+	}
 	if (allow) {
-		p = h1_push(f, H1_FORWARDED);
 		p->p_upgrade = upgrade;
 		evbuffer_add_buffer(to_server, f->f_head);
 		f->f_seg = H1_SEG_FORWARD;
 	} else {
-		p = h1_push(f, H1_DENIED);
+		snprintf(p->p_why, sizeof(p->p_why), "%s", why[0] != '\0' ?
+		    why : "denied");
 		/* A denied upgrade may be followed by bytes of the protocol
 		 * it asked for, and a client that waits for "100 Continue"
 		 * may or may not send the body it announced: end the
@@ -490,10 +552,27 @@ h1_request_error(struct weft_h1 *f, llhttp_errno_t e, struct evbuffer *in,
 		f->f_reset = true;
 		return WEFT_H1_RESET;
 	}
-	p = h1_push(f, H1_BAD);
+	if ((p = h1_push(f, H1_BAD)) == NULL) {
+		f->f_reset = true;
+		return WEFT_H1_RESET;
+	}
 	p->p_close = true;
 	h1_emit(f, to_client);
 	return f->f_closing ? WEFT_H1_CLOSE : WEFT_H1_OK;
+}
+
+static void
+h1_go_opaque(struct weft_h1 *f)
+{
+	f->f_seg = H1_SEG_OPAQUE;
+	f->f_resp_opaque = true;
+	snprintf(f->f_err, sizeof(f->f_err), "not HTTP: passed as it is");
+}
+
+void
+weft_h1_set_sniff(struct weft_h1 *f, bool on)
+{
+	f->f_sniff = on;
 }
 
 /* Move n bytes from in to where the current segment sends them. */
@@ -560,7 +639,15 @@ weft_h1_from_client(struct weft_h1 *f, struct evbuffer *in,
 		else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)
 			used = (size_t)(llhttp_get_error_pos(&f->f_req) -
 			    (const char *)v.iov_base);
-		else
+		else if (f->f_sniff && !f->f_any_head && f->f_qlen == 0) {
+			/* The first bytes are not an HTTP request, and the
+			 * owner may pass such a connection as it is (the
+			 * policy lets it in at L4 anyway). */
+			h1_go_opaque(f);
+			evbuffer_add_buffer(to_server, f->f_head);
+			evbuffer_add_buffer(to_server, in);
+			break;
+		} else
 			return h1_request_error(f, e, in, to_client);
 		h1_take(f, in, used, to_server);
 		if (f->f_seg == H1_SEG_HEAD &&
@@ -571,11 +658,13 @@ weft_h1_from_client(struct weft_h1 *f, struct evbuffer *in,
 		}
 		if (f->f_head_done) {
 			h1_decide(f, to_server, to_client);
+			if (f->f_reset)
+				return WEFT_H1_RESET;
 			step = true;
 		}
 		if (f->f_msg_done) {
 			struct h1_pending *last = f->f_qlen > 0 ? &f->f_q[
-			    (f->f_qhead + f->f_qlen - 1) % H1_QUEUE_MAX] : NULL;
+			    (f->f_qhead + f->f_qlen - 1) % f->f_qcap] : NULL;
 
 			if (f->f_seg == H1_SEG_FORWARD && last != NULL &&
 			    last->p_upgrade) {
@@ -674,6 +763,11 @@ weft_h1_from_server(struct weft_h1 *f, struct evbuffer *in,
 
 	if (f->f_reset)
 		return WEFT_H1_RESET;
+	/* A server that speaks first: not HTTP. */
+	if (f->f_sniff && !f->f_any_head && f->f_qlen == 0 &&
+	    evbuffer_get_length(in) > 0 && (f->f_head == NULL ||
+	    evbuffer_get_length(f->f_head) == 0))
+		h1_go_opaque(f);
 	while (evbuffer_get_length(in) > 0) {
 		if (f->f_resp_opaque) {
 			evbuffer_add_buffer(to_client, in);

@@ -52,8 +52,11 @@
 #include "weft/certstore.h"
 #include "weft/conn.h"
 #include "weft/gen.h"
+#include "weft/http1.h"
 #include "weft/ip.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
+#include "weft/policy.h"
 #include "weft/spiffe.h"
 #include "weft/tls.h"
 #include "weft/tunnel.h"
@@ -148,6 +151,24 @@ struct tun_stream {
 	char		 ts_method[16];
 	char		 ts_orig_src[64];
 	struct timespec	 ts_start;
+	/* Server, when the destination's policy decides per request: the
+	 * flow, the filter, and its two raw buffers (DATA not yet filtered,
+	 * the pod's bytes not yet followed).  All NULL otherwise. */
+	struct weft_flow *ts_flow;
+	struct weft_h1	*ts_h1;
+	struct evbuffer	*ts_rawin;
+	struct evbuffer	*ts_rresp;
+	bool		 ts_sniff;		/* server, allowed at L4: follow
+						 * HTTP if the caller's first
+						 * byte could start a request */
+	bool		 ts_handed_off;		/* client: the app's socket went
+						 * to a denier (403 answered as
+						 * HTTP); no line of our own */
+	struct weft_metrics_flow *ts_mflow;	/* owned; metrics, or NULL */
+	/* Client: the connection's hook (weft/conn.h), taken over from
+	 * conn.c: ready on the CONNECT's answer, done in ts_finish. */
+	struct weft_conn_hook ts_hook;
+	bool		 ts_hook_ready;
 };
 
 TAILQ_HEAD(tun_stream_list, tun_stream);
@@ -219,6 +240,7 @@ static void	tun_draincb(evutil_socket_t, short, void *);
 static void	ts_finish(struct tun_stream *);
 static void	ts_plain_readcb(evutil_socket_t, short, void *);
 static void	ts_resume(struct tun_stream *);
+static void	ts_filter_in(struct tun_stream *);
 static int	ts_submit(struct tun_stream *);
 static void	ts_reset_plain(struct tun_stream *, enum weft_close_reason);
 static ssize_t	tun_read_cb(nghttp2_session *, int32_t, uint8_t *, size_t,
@@ -272,6 +294,17 @@ ts_set_reason(struct tun_stream *st, enum weft_close_reason r)
 		st->ts_reason = r;
 		st->ts_reason_set = true;
 	}
+}
+
+/* The hook's owner learns how the stream's upstream fared: once. */
+static void
+ts_hook_ready(struct tun_stream *st, int result)
+{
+	if (st->ts_hook_ready)
+		return;
+	st->ts_hook_ready = true;
+	if (st->ts_hook.hk_ready != NULL)
+		st->ts_hook.hk_ready(st->ts_hook.hk_arg, result);
 }
 
 static void
@@ -404,7 +437,8 @@ ts_plain_writecb(struct tun_stream *st)
 	}
 	if (st->ts_connected && st->ts_wev != NULL)
 		event_del(st->ts_wev);
-	if (st->ts_h2_rd_eof && !st->ts_wr_shut && st->ts_connected) {
+	if (st->ts_h2_rd_eof && !st->ts_wr_shut && st->ts_connected &&
+	    (st->ts_rawin == NULL || evbuffer_get_length(st->ts_rawin) == 0)) {
 		(void)shutdown(st->ts_fd, SHUT_WR);
 		st->ts_wr_shut = true;
 	}
@@ -506,7 +540,9 @@ ts_plain_wcb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		ts_consumed(st, (size_t)n);
-		if (evbuffer_get_length(st->ts_out) > 0)
+		if (st->ts_h1 != NULL)
+			ts_filter_in(st);	/* room in ts_out again */
+		if (st->ts_out != NULL && evbuffer_get_length(st->ts_out) > 0)
 			return;
 	}
 	ts_plain_writecb(st);
@@ -549,21 +585,166 @@ ts_reset_plain(struct tun_stream *st, enum weft_close_reason r)
 	ts_finish(st);
 }
 
+/* --- per-request policy on a server stream (weft/http1.h) ---------------- */
+
+#define TUN_FILTER_OUT_HIGH	(256 * 1024)	/* filtered, not yet written */
+
+static uint16_t
+tun_sa_port(const union tun_sa *sa)
+{
+	return ntohs(sa->sa.sa_family == AF_INET6 ? sa->sin6.sin6_port :
+	    sa->sin.sin_port);
+}
+
+/* The policy's view of a server stream: its caller's identity (the
+ * connection's certificate), the pod's identity, the pod's port. */
+static struct weft_flow *
+ts_flow_make(const struct tun_stream *st)
+{
+	struct weft_spiffe_id sid, did;
+	const char *why;
+
+	if (st->ts_src_id == NULL || st->ts_dst_id == NULL ||
+	    weft_spiffe_parse(st->ts_src_id, &sid, &why) == -1 ||
+	    weft_spiffe_parse(st->ts_dst_id, &did, &why) == -1)
+		return NULL;
+	return weft_flow_new(sid.namespace, sid.service_account,
+	    did.namespace, did.service_account, tun_sa_port(&st->ts_dst));
+}
+
+static bool
+ts_h1_decide(void *arg, const struct weft_policy_http *req, char *why,
+    size_t whylen)
+{
+	struct tun_stream *st = arg;
+	const char *token = "denied";
+	char text[160];
+
+	if (weft_flow_check_http(st->ts_flow, req, text, sizeof(text),
+	    &token))
+		return true;
+	log_info("conn %s: %.*s %.*s from %s denied: %s", st->ts_name,
+	    (int)req->method_len, req->method, (int)req->path_len, req->path,
+	    TUN_STR(st->ts_src_id), text);
+	snprintf(why, whylen, "%s", token);
+	return false;
+}
+
+/* One exchange ended: the destination's side of the metrics (a denial
+ * made here is counted here: the caller's node saw only a 403). */
+static void
+ts_h1_done(void *arg, const struct weft_h1_exchange *ex)
+{
+	struct tun_stream *st = arg;
+
+	weft_metrics_flow_request(st->ts_tun->tn_cx->cx_metrics, st->ts_mflow,
+	    ex->status, ex->duration_s, ex->why);
+}
+
+static const struct weft_h1_ops ts_h1_ops = { ts_h1_decide, ts_h1_done };
+
+/* The filter ended the exchange cleanly (its answer says close): once that
+ * answer is out, END_STREAM; the pod gets a FIN. */
+static void
+ts_filter_close(struct tun_stream *st)
+{
+	ts_read_disable(st);
+	st->ts_rd_eof = true;
+	if (!st->ts_wr_shut && st->ts_connected && st->ts_fd != -1) {
+		(void)shutdown(st->ts_fd, SHUT_WR);
+		st->ts_wr_shut = true;
+	}
+	ts_resume(st);
+}
+
+static bool
+ts_buf(struct evbuffer **b)
+{
+	return *b != NULL || (*b = evbuffer_new()) != NULL;
+}
+
+/* DATA from the caller through the filter: allowed requests to ts_out (for
+ * the pod), our answers to ts_in (for the caller).  What the filter took is
+ * consumed at once - it is in ts_out, bounded by TUN_FILTER_OUT_HIGH, or
+ * dropped - so flow control still bounds what waits in ts_rawin. */
+static void
+ts_filter_in(struct tun_stream *st)
+{
+	enum weft_h1_result r;
+	size_t before, taken;
+
+	if (st->ts_rawin == NULL || (before = evbuffer_get_length(
+	    st->ts_rawin)) == 0 || st->ts_plain_failed)
+		return;
+	if (st->ts_out != NULL &&
+	    evbuffer_get_length(st->ts_out) >= TUN_FILTER_OUT_HIGH)
+		return;
+	if (!ts_buf(&st->ts_out) || !ts_buf(&st->ts_in)) {
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
+		return;
+	}
+	r = weft_h1_from_client(st->ts_h1, st->ts_rawin, st->ts_out,
+	    st->ts_in);
+	taken = before - evbuffer_get_length(st->ts_rawin);
+	if (taken > 0 && st->ts_conn != NULL && st->ts_id > 0) {
+		nghttp2_session_consume(st->ts_conn->tc_h2, st->ts_id, taken);
+		tc_schedule_send(st->ts_conn);
+	}
+	if (r == WEFT_H1_RESET) {
+		log_info("conn %s: http: %s; reset", st->ts_name,
+		    weft_h1_error(st->ts_h1));
+		ts_reset_plain(st, WEFT_CLOSE_DENIED);
+		return;
+	}
+	if (evbuffer_get_length(st->ts_out) > 0 && st->ts_connected)
+		event_add(st->ts_wev, NULL);
+	if (evbuffer_get_length(st->ts_in) > 0)
+		ts_resume(st);
+	if (r == WEFT_H1_CLOSE)
+		ts_filter_close(st);
+}
+
+/* The pod's bytes through the filter, into ts_in. */
+static int
+ts_filter_out(struct tun_stream *st)
+{
+	enum weft_h1_result r;
+
+	if (!ts_buf(&st->ts_in))
+		return -1;
+	r = weft_h1_from_server(st->ts_h1, st->ts_rresp, st->ts_in);
+	if (r == WEFT_H1_RESET) {
+		log_info("conn %s: http: %s; reset", st->ts_name,
+		    weft_h1_error(st->ts_h1));
+		return -1;
+	}
+	/* Responses free the filter's queue: requests may have waited. */
+	ts_filter_in(st);
+	if (r == WEFT_H1_CLOSE)
+		ts_filter_close(st);
+	return 0;
+}
+
 static void
 ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tun_stream *st = arg;
 	struct evbuffer_iovec iov[2];
+	struct evbuffer **bp;
 	size_t have, want, left;
 	ssize_t r;
 	int n, i;
 
 	(void)what;
-	if (st->ts_in == NULL && (st->ts_in = evbuffer_new()) == NULL) {
+	st->ts_sniff = false;		/* the pod spoke first: not HTTP */
+	/* Through the filter, the pod's bytes land in ts_rresp first. */
+	bp = st->ts_h1 != NULL ? &st->ts_rresp : &st->ts_in;
+	if (*bp == NULL && (*bp = evbuffer_new()) == NULL) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
 	}
-	have = evbuffer_get_length(st->ts_in);
+	have = evbuffer_get_length(*bp) + (st->ts_h1 != NULL &&
+	    st->ts_in != NULL ? evbuffer_get_length(st->ts_in) : 0);
 	if (have >= TUN_PLAIN_IN_HIGH) {
 		ts_read_disable(st);
 		return;
@@ -575,7 +756,7 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	want = TUN_PLAIN_IN_HIGH - have;
 	if (want > st->ts_rdsize)
 		want = st->ts_rdsize;
-	if ((n = evbuffer_reserve_space(st->ts_in, (ev_ssize_t)want, iov,
+	if ((n = evbuffer_reserve_space(*bp, (ev_ssize_t)want, iov,
 	    2)) <= 0) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
@@ -592,18 +773,20 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	if (r <= 0) {
 		int err = errno;
 
-		evbuffer_commit_space(st->ts_in, iov, 0);
-		if (evbuffer_get_length(st->ts_in) == 0) {
+		evbuffer_commit_space(*bp, iov, 0);
+		if (evbuffer_get_length(*bp) == 0) {
 			/* Not even the reserved chain stays with an idle
 			 * stream. */
-			evbuffer_free(st->ts_in);
-			st->ts_in = NULL;
+			evbuffer_free(*bp);
+			*bp = NULL;
 		}
 		if (r == -1 && (err == EAGAIN || err == EWOULDBLOCK))
 			return;
 		ts_read_disable(st);
 		if (r == 0) {
 			st->ts_rd_eof = true;
+			if (st->ts_h1 != NULL && ts_buf(&st->ts_in))
+				(void)weft_h1_server_eof(st->ts_h1, st->ts_in);
 			ts_resume(st);		/* the provider sends EOF */
 			return;
 		}
@@ -623,8 +806,13 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 			iov[i].iov_len = left;
 		left -= iov[i].iov_len;
 	}
-	evbuffer_commit_space(st->ts_in, iov, n);
-	if (evbuffer_get_length(st->ts_in) >= TUN_PLAIN_IN_HIGH)
+	evbuffer_commit_space(*bp, iov, n);
+	if (st->ts_h1 != NULL && ts_filter_out(st) == -1) {
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
+		return;
+	}
+	if (st->ts_in != NULL &&
+	    evbuffer_get_length(st->ts_in) >= TUN_PLAIN_IN_HIGH)
 		ts_read_disable(st);
 	ts_resume(st);
 }
@@ -649,15 +837,23 @@ ts_finish(struct tun_stream *st)
 	}
 	if (st->ts_retry)
 		TAILQ_REMOVE(&tn->tn_retry, st, ts_entry);
+	/* Never answered 200: the reason is the upstream's outcome. */
+	ts_hook_ready(st, st->ts_resp_ok ? 0 : (int)r);
+	if (st->ts_hook.hk_done != NULL)
+		st->ts_hook.hk_done(st->ts_hook.hk_arg);
+	memset(&st->ts_hook, 0, sizeof(st->ts_hook));
 	weft_sockaddr_str(&st->ts_src.sa, src, sizeof(src));
 	weft_sockaddr_str(&st->ts_dst.sa, dst, sizeof(dst));
+	if (st->ts_handed_off)
+		goto quiet;	/* the denier writes the line and counts */
 	if (st->ts_server)
-		log_info("conn %s tunnel-in %s -> %s peer=%s sent=%llu "
+		log_info("conn %s tunnel-in %s -> %s peer=%s%s sent=%llu "
 		    "received=%llu duration=%.1fms reason=%s", st->ts_name,
 		    st->ts_orig_src[0] ? st->ts_orig_src : src,
 		    st->ts_authority[0] ? st->ts_authority : dst,
 		    st->ts_src_id != NULL && st->ts_src_id[0] ? st->ts_src_id :
-		    "-",
+		    "-", st->ts_h1 != NULL && weft_h1_requests(st->ts_h1) > 0 ?
+		    " http" : "",
 		    (unsigned long long)st->ts_down,
 		    (unsigned long long)st->ts_up, tun_ms_since(&st->ts_start),
 		    weft_close_reason_name(r));
@@ -688,6 +884,10 @@ ts_finish(struct tun_stream *st)
 		sum.duration_ms = tun_ms_since(&st->ts_start);
 		cx->cx_on_close(&sum, cx->cx_on_close_arg);
 	}
+quiet:
+	weft_metrics_flow_close(cx->cx_metrics, st->ts_mflow, st->ts_server ?
+	    st->ts_down : st->ts_up, st->ts_server ? st->ts_up : st->ts_down);
+	st->ts_mflow = NULL;
 	if (st->ts_rev != NULL)
 		event_free(st->ts_rev);
 	if (st->ts_wev != NULL) {
@@ -703,6 +903,12 @@ ts_finish(struct tun_stream *st)
 		evbuffer_free(st->ts_in);
 	if (st->ts_out != NULL)
 		evbuffer_free(st->ts_out);
+	if (st->ts_rawin != NULL)
+		evbuffer_free(st->ts_rawin);
+	if (st->ts_rresp != NULL)
+		evbuffer_free(st->ts_rresp);
+	weft_h1_free(st->ts_h1);
+	weft_flow_free(st->ts_flow);
 	free(st->ts_src_id);
 	free(st->ts_dst_id);
 	free(st->ts_node);
@@ -913,7 +1119,7 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 	uint32_t mark = cx->cx_cfg.rc_own_mark;
 	bool transparent = false;
 	long port;
-	int fd;
+	int fd, one = 1;
 
 	if (strcmp(st->ts_method, "CONNECT") != 0) {
 		tun_respond_error(st, "405", WEFT_CLOSE_DENIED);
@@ -955,6 +1161,50 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		tun_respond_error(st, "403", WEFT_CLOSE_DENIED);
 		return;
 	}
+	/* The destination's policy (SPEC §3.4); the caller is who its
+	 * certificate says it is. */
+	{
+		struct weft_policy_why why;
+		enum weft_policy_verdict v;
+		struct weft_flow *fl;
+
+		if ((fl = ts_flow_make(st)) == NULL) {
+			weft_gen_unref(g);
+			tun_respond_error(st, "500", WEFT_CLOSE_ERROR);
+			return;
+		}
+		v = weft_flow_check(fl, g, &why);
+		if (v == WEFT_POLICY_DENY) {
+			log_info("conn %s: tunnel-in from %s: CONNECT %s "
+			    "denied: %s", st->ts_name, tc->tc_peer_id,
+			    st->ts_authority, why.reason);
+			weft_flow_free(fl);
+			weft_gen_unref(g);
+			STAT_ADD(cx->cx_stats.cs_tun_denied_streams, 1);
+			tun_respond_error(st, "403", WEFT_CLOSE_DENIED);
+			return;
+		}
+		/* HTTP is followed even when the policy lets the stream
+		 * in at L4 (a permission withdrawn later is a 403 on the
+		 * next request, A-5); other bytes then pass as they are,
+		 * and the filter is made only when the caller's first byte
+		 * could start a request (ts_sniff_start): an idle raw
+		 * stream stays small. */
+		if (v == WEFT_POLICY_ALLOW) {
+			st->ts_sniff = true;
+			weft_flow_free(fl);
+		} else if ((st->ts_h1 = weft_h1_new(&ts_h1_ops, st)) ==
+		    NULL) {
+			weft_flow_free(fl);
+			weft_gen_unref(g);
+			tun_respond_error(st, "500", WEFT_CLOSE_ERROR);
+			return;
+		} else
+			st->ts_flow = fl;
+		st->ts_mflow = weft_observe_flow(cx, g, WEFT_METRICS_INBOUND,
+		    NULL, st->ts_orig_src, tc->tc_peer_id,
+		    (struct sockaddr *)&dss, (struct sockaddr *)&dss);
+	}
 	/* The caller's own pod address, if it is one of its identity. */
 	if (cx->cx_cfg.rc_transparent && st->ts_orig_src[0] != '\0') {
 		struct sockaddr_storage os;
@@ -986,6 +1236,8 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		tun_respond_error(st, "502", WEFT_CLOSE_ERROR);
 		return;
 	}
+	/* A response written in pieces must not wait for an ACK. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark,
 	    sizeof(mark)) == -1) {
 		close(fd);
@@ -1010,6 +1262,47 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 	}
 	/* Writable: the connect finished (ts_plain_wcb). */
 	event_add(st->ts_wev, NULL);
+}
+
+/* Client: the destination refused the stream (403).  An app that speaks
+ * HTTP must see a 403 too, not a reset (SPEC §3.2.10): its socket and what
+ * it already sent go to a denier (proxy/deny.c), which answers HTTP with
+ * 403s and anything else with a reset, and writes the line. */
+static void
+ts_to_denier(struct tun_stream *st)
+{
+	struct weft_tunnel *tn = st->ts_tun;
+	char src[WEFT_SOCKADDR_STRLEN], dst[WEFT_SOCKADDR_STRLEN];
+	char line[900];
+	int fd = st->ts_fd;
+
+	if (fd == -1 || st->ts_plain_failed)
+		return;
+	snprintf(line, sizeof(line), "%s -> %s via tunnel %s route=\"%s\" "
+	    "peer=%s policy=\"refused by the destination\"",
+	    weft_sockaddr_str(&st->ts_src.sa, src, sizeof(src)),
+	    weft_sockaddr_str(&st->ts_dst.sa, dst, sizeof(dst)),
+	    TUN_STR(st->ts_node), TUN_STR(st->ts_route),
+	    TUN_STR(st->ts_dst_id));
+	if (st->ts_rev != NULL)
+		event_free(st->ts_rev);
+	if (st->ts_wev != NULL)
+		event_free(st->ts_wev);
+	st->ts_rev = st->ts_wev = NULL;
+	st->ts_reading = false;
+	st->ts_connected = false;
+	st->ts_fd = -1;
+	st->ts_handed_off = true;
+	{
+		struct sockaddr_storage ssrc, sdst;
+
+		tun_sa_get(&st->ts_src, &ssrc);
+		tun_sa_get(&st->ts_dst, &sdst);
+		weft_deny_take(tn->tn_cx, fd, st->ts_in, st->ts_rd_eof,
+		    st->ts_name, WEFT_DIR_OUTBOUND, line, &st->ts_start, &ssrc,
+		    &sdst, 0, "refused-by-destination", st->ts_mflow);
+		st->ts_mflow = NULL;
+	}
 }
 
 static int
@@ -1045,6 +1338,7 @@ tun_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		    NGHTTP2_HCAT_RESPONSE) {
 			if (st->ts_status == 200) {
 				st->ts_resp_ok = true;
+				ts_hook_ready(st, 0);
 				ts_read_enable(st);
 				ts_resume(st);
 			} else {
@@ -1052,10 +1346,16 @@ tun_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 				    st->ts_name, tc->tc_name, st->ts_status);
 				STAT_ADD(tc->tc_tun->tn_cx->cx_stats.
 				    cs_tun_denied_streams, 1);
+				if (st->ts_status == 403)
+					ts_to_denier(st);
 				ts_set_reason(st, st->ts_status == 403 ?
 				    WEFT_CLOSE_DENIED : st->ts_status == 502 ?
 				    WEFT_CLOSE_UPSTREAM_REFUSED :
 				    WEFT_CLOSE_ERROR);
+				/* a denier answers the app (403s): open as far
+				 * as the hook's owner is concerned (A-23) */
+				ts_hook_ready(st, st->ts_handed_off ? 0 :
+				    (int)st->ts_reason);
 				st->ts_plain_failed = true;
 				nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE,
 				    st->ts_id, NGHTTP2_CANCEL);
@@ -1083,6 +1383,26 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	    st->ts_wr_shut) {
 		/* Nobody will read it: open the windows anyway (6). */
 		nghttp2_session_consume(s, id, len);
+		return 0;
+	}
+	if (st->ts_sniff && st->ts_h1 == NULL) {
+		/* The caller speaks first: an upper-case letter may start
+		 * an HTTP request; anything else is not HTTP. */
+		st->ts_sniff = false;
+		if (len > 0 && data[0] >= 'A' && data[0] <= 'Z' &&
+		    (st->ts_flow = ts_flow_make(st)) != NULL &&
+		    (st->ts_h1 = weft_h1_new(&ts_h1_ops, st)) != NULL)
+			weft_h1_set_sniff(st->ts_h1, true);
+	}
+	if (st->ts_h1 != NULL) {
+		/* Through the filter; consumed as it takes the bytes. */
+		if (!ts_buf(&st->ts_rawin) ||
+		    evbuffer_add(st->ts_rawin, data, len) == -1) {
+			nghttp2_session_consume(s, id, len);
+			return 0;
+		}
+		st->ts_down += len;
+		ts_filter_in(st);
 		return 0;
 	}
 	if ((st->ts_out == NULL && (st->ts_out = evbuffer_new()) == NULL) ||
@@ -1810,6 +2130,17 @@ weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
     const struct sockaddr_storage *dst, const struct weft_decision *d,
     const struct timespec *start)
 {
+	weft_tunnel_outbound_hooked(tn, fd, pending, rd_eof, id, src, dst, d,
+	    start, NULL, false);
+}
+
+void
+weft_tunnel_outbound_hooked(struct weft_tunnel *tn, int fd,
+    struct evbuffer *pending, bool rd_eof, const char *id,
+    const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+    const struct weft_decision *d, const struct timespec *start,
+    const struct weft_conn_hook *hook, bool quiet)
+{
 	struct tun_stream *st;
 	int one = 1;
 
@@ -1818,8 +2149,14 @@ weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
 		tun_linger0(fd);
 		close(fd);
 		STAT_ADD(tn->tn_cx->cx_stats.cs_closed[WEFT_CLOSE_ERROR], 1);
+		if (hook != NULL && hook->hk_ready != NULL)
+			hook->hk_ready(hook->hk_arg, WEFT_CLOSE_ERROR);
+		if (hook != NULL && hook->hk_done != NULL)
+			hook->hk_done(hook->hk_arg);
 		return;
 	}
+	if (hook != NULL)
+		st->ts_hook = *hook;
 	snprintf(st->ts_name, sizeof(st->ts_name), "%s", id);
 	tun_sa_set(&st->ts_src, src);
 	tun_sa_set(&st->ts_dst, dst);
@@ -1847,6 +2184,12 @@ weft_tunnel_outbound(struct weft_tunnel *tn, int fd, struct evbuffer *pending,
 		return;
 	}
 	st->ts_start = *start;
+	/* quiet: the router records this side per request */
+	if (!quiet)
+		st->ts_mflow = weft_observe_flow(tn->tn_cx, NULL,
+		    WEFT_METRICS_OUTBOUND, (const struct sockaddr *)src, NULL,
+		    NULL, (const struct sockaddr *)dst,
+		    (const struct sockaddr *)&d->d_upstream);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ts_attach(st, fd) == -1) {
 		close(fd);
@@ -1895,6 +2238,12 @@ weft_tunnel_accept(struct weft_tunnel *tn, int fd)
 	if ((tc = tc_alloc(tn, true)) == NULL) {
 		close(fd);
 		return -1;
+	}
+	{
+		int one = 1;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one));
 	}
 	len = sizeof(tc->tc_peer);
 	(void)getpeername(fd, (struct sockaddr *)&tc->tc_peer, &len);
@@ -2171,4 +2520,35 @@ struct weft_tunnel_test *
 weft_tunnel_test_hooks(struct weft_tunnel *tn)
 {
 	return &tn->tn_test;
+}
+
+/* The generation changed: server streams let in at L4 that g no longer
+ * lets in are reset (A-5); streams decided per request need nothing. */
+void
+weft_tunnel_recheck(struct weft_tunnel *tn, const struct weft_gen *g)
+{
+	struct tun_stream *st, *next;
+	struct weft_policy_why why;
+	struct weft_flow *fl;
+	enum weft_policy_verdict v;
+
+	for (st = TAILQ_FIRST(&tn->tn_streams); st != NULL; st = next) {
+		next = TAILQ_NEXT(st, ts_all);
+		if (!st->ts_server || (st->ts_h1 != NULL &&
+		    !weft_h1_is_opaque(st->ts_h1)) || !st->ts_resp_ok ||
+		    st->ts_plain_failed || st->ts_conn == NULL)
+			continue;
+		if ((fl = st->ts_flow) == NULL && (fl = ts_flow_make(st)) == NULL)
+			continue;
+		v = weft_flow_check(fl, g, &why);
+		if (fl != st->ts_flow)
+			weft_flow_free(fl);
+		if (v == WEFT_POLICY_ALLOW)
+			continue;
+		log_info("conn %s: no longer allowed (%s); closing",
+		    st->ts_name, why.reason);
+		/* ts_conn is set: this only submits RST_STREAM; the stream
+		 * goes in on_stream_close, so next stays valid. */
+		ts_reset_plain(st, WEFT_CLOSE_DENIED);
+	}
 }

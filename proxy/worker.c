@@ -21,6 +21,7 @@
 #include "weft/conn.h"
 #include "weft/ip.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
 #include "weft/proxy.h"
 #include "weft/tunnel.h"
 #include "proxy/proxy-int.h"
@@ -34,6 +35,7 @@ struct weft_worker {
 	bool		 w_running;		/* w_thread was created */
 	struct event_base *w_base;		/* owned */
 	struct event	*w_stop;		/* owned; activated by stop */
+	struct event	*w_policy;		/* owned; generation watch */
 	struct weft_listener w_listeners[WORKER_LISTENERS_MAX];
 	size_t		 w_nlisteners;
 	struct weft_conn_ctx w_ctx;
@@ -86,6 +88,32 @@ worker_stopcb(evutil_socket_t fd, short what, void *arg)
 		worker_finish(w);
 }
 
+/* Every WORKER_POLICY_MS: if a new generation was published, connections
+ * let in at L4 are decided again and closed if no longer allowed (DESIGN
+ * §5).  Requests need no watch: each is decided on the current one. */
+#define WORKER_POLICY_MS	100
+
+static void
+worker_policycb(evutil_socket_t fd, short what, void *arg)
+{
+	struct weft_worker *w = arg;
+	struct weft_gen *g;
+	uint64_t gen;
+
+	(void)fd;
+	(void)what;
+	if ((g = weft_gen_current()) == NULL)
+		return;
+	gen = weft_gen_generation(g);
+	if (gen != w->w_ctx.cx_policy_gen) {
+		w->w_ctx.cx_policy_gen = gen;
+		weft_conn_recheck(&w->w_ctx, g);
+		if (w->w_ctx.cx_tunnel != NULL)
+			weft_tunnel_recheck(w->w_ctx.cx_tunnel, g);
+	}
+	weft_gen_unref(g);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -134,6 +162,11 @@ worker_free(struct weft_worker *w)
 		event_free(w->w_stop);
 		w->w_stop = NULL;
 	}
+	if (w->w_policy != NULL) {
+		event_free(w->w_policy);
+		w->w_policy = NULL;
+	}
+	weft_metrics_shard_detach(w->w_ctx.cx_metrics);
 	if (w->w_base != NULL) {
 		event_base_free(w->w_base);
 		w->w_base = NULL;
@@ -220,11 +253,24 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 		w->w_index = i;
 		if ((w->w_base = event_base_new()) == NULL ||
 		    (w->w_stop = event_new(w->w_base, -1, 0, worker_stopcb,
-		    w)) == NULL) {
+		    w)) == NULL || (w->w_policy = event_new(w->w_base, -1,
+		    EV_PERSIST, worker_policycb, w)) == NULL) {
 			log_warnx("worker %d: event base", i);
 			goto fail;
 		}
+		{
+			struct timeval tv = { 0, WORKER_POLICY_MS * 1000 };
+
+			event_add(w->w_policy, &tv);
+		}
 		weft_conn_ctx_init(&w->w_ctx, w->w_base, i, &rc);
+		/* Its metrics shard; the sweep timer runs on its loop. */
+		w->w_ctx.cx_metrics = weft_metrics_shard(cfg->metrics, i);
+		if (weft_metrics_shard_attach(w->w_ctx.cx_metrics,
+		    w->w_base) == -1) {
+			log_warnx("worker %d: metrics timer", i);
+			goto fail;
+		}
 		weft_tunnel_config_defaults(&tcfg);
 		tcfg.tu_port = p->p_cfg.tunnel_port;
 		if (weft_tunnel_new(&w->w_ctx, &tcfg) == NULL) {

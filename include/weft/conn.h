@@ -20,7 +20,10 @@
 
 struct event_base;
 struct weft_conn;
+struct weft_lb;
 struct weft_proxy;
+struct weft_router;
+struct weft_metrics_shard;
 
 enum weft_conn_dir {
 	WEFT_DIR_OUTBOUND = 0,		/* :15001, TCP from a local pod */
@@ -129,7 +132,24 @@ struct weft_conn_summary {
 	double		 duration_ms;
 };
 
+/* How an upstream fared, for whoever gave the connection to conn.c
+ * (weft_conn_adopt_hooked: the service router, the balancer).  hk_ready
+ * is called once: 0 when the upstream opened (the pod accepted, the
+ * tunnel's CONNECT was answered 200, or a denier answers the client's
+ * requests with 403s), or a weft_close_reason when it failed before any
+ * byte was sent to it.  hk_done is called once, last, when the connection
+ * (or the tunnel stream it became) is gone.  Both are called from inside
+ * conn.c and tunnel.c: they must not call into them (activating an event
+ * is fine).  NULL functions are skipped. */
+struct weft_conn_hook {
+	void		(*hk_ready)(void *arg, int result);
+	void		(*hk_done)(void *arg);
+	void		*hk_arg;
+};
+
 TAILQ_HEAD(weft_conn_list, weft_conn);
+struct weft_denier;
+TAILQ_HEAD(weft_denier_list, weft_denier);
 
 struct weft_conn_ctx {
 	struct event_base *cx_base;		/* borrowed */
@@ -139,6 +159,10 @@ struct weft_conn_ctx {
 	struct weft_conn_stats cx_stats;
 	struct weft_conn_list cx_conns;		/* live connections (owned) */
 	size_t		 cx_nconns;
+	struct weft_denier_list cx_deniers;	/* refused connections being
+						 * answered (proxy/deny.c) */
+	uint64_t	 cx_policy_gen;		/* generation the open flows
+						 * were last checked against */
 	/* Called once per connection as it closes, after the log line;
 	 * optional (tests and, later, metrics with labels). */
 	void		(*cx_on_close)(const struct weft_conn_summary *,
@@ -151,6 +175,14 @@ struct weft_conn_ctx {
 	/* The worker's tunnel (client pool and :15008 server), or NULL:
 	 * then WEFT_DIR_TUNNEL is refused and nothing is tunnelled. */
 	struct weft_tunnel *cx_tunnel;
+	/* The worker's metrics shard (weft/metrics.h), borrowed from the
+	 * registry; NULL = metrics off.  Only this thread writes it. */
+	struct weft_metrics_shard *cx_metrics;
+	/* The service balancer's state (weft/balance.h) and the HTTP
+	 * router (proxy/router.c): owned, made on first use, freed by
+	 * weft_conn_ctx_shutdown. */
+	struct weft_lb	*cx_lb;
+	struct weft_router *cx_router;
 };
 
 /* Initialise a context on base (borrowed) with a copy of rc. */

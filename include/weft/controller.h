@@ -23,6 +23,10 @@
  *       the CA came from --ca-cert/--ca-key.
  *   The snapshot carries "trustBundle" (every root, PEM); a bundle change
  *   is a new generation.
+ *   GET /v1/explain?from=NS/SA|unauthenticated&to=NS/POD&port=P[&proto=
+ *       tcp|udp][&method=M][&path=P][&header=K=V]...   admin token: one
+ *       policy decision for the pod's node (weft/explain.h); 400 bad query,
+ *       404 unknown pod, 503 before the first load.
  *   GET /healthz      "ok", no token. */
 #ifndef WEFT_CONTROLLER_H
 #define WEFT_CONTROLLER_H

@@ -16,10 +16,12 @@
 #include "weft/snapshot.h"
 
 struct weft_gen;
+struct weft_policy;
 
 /* Build a generation from snap, taking ownership of it (it is freed with the
  * generation, or at once on failure).  Returns a generation with one
- * reference, or NULL with *err set (malloc'd) when the snapshot is unusable. */
+ * reference, or NULL with *err set (malloc'd) when the snapshot is unusable
+ * (its SMI policy does not compile, two pods share an address, ...). */
 struct weft_gen *weft_gen_build(struct weft_snapshot *snap, char **err);
 
 /* Reference counting; both are thread-safe and accept NULL. */
@@ -35,6 +37,9 @@ struct weft_gen *weft_gen_current(void);
 
 const struct weft_snapshot *weft_gen_snapshot(const struct weft_gen *g);
 uint64_t weft_gen_generation(const struct weft_gen *g);
+/* The generation's compiled SMI policy (weft/policy.h); never NULL, valid
+ * as long as the caller holds its reference to g. */
+const struct weft_policy *weft_gen_policy(const struct weft_gen *g);
 /* This node's entry in the snapshot, or NULL if the controller has no Node
  * object for it (then it has no pod CIDRs). */
 const struct weft_snap_node *weft_gen_self(const struct weft_gen *g);
@@ -54,6 +59,17 @@ bool	weft_gen_pod_is_local(const struct weft_gen *g,
 const struct weft_snap_service *weft_gen_service_by_vip(
 	    const struct weft_gen *g, const struct weft_ip *ip, uint16_t port,
 	    int protocol, const struct weft_service_port **sp);
+
+/* The service ns/name, or NULL. */
+const struct weft_snap_service *weft_gen_service_by_name(
+	    const struct weft_gen *g, const char *ns, const char *name);
+
+/* The TrafficSplits whose root is the service ns/service: *out points to
+ * them (borrowed from g), those with `matches` first in (creationTimestamp,
+ * name) order (A-17), the catch-all split last.  Returns how many (0: none,
+ * *out NULL). */
+size_t	weft_gen_splits(const struct weft_gen *g, const char *ns,
+	    const char *service, const struct weft_smi_split *const **out);
 
 struct weft_endpoint {
 	const struct weft_snap_pod *pod;	/* borrowed from the generation */

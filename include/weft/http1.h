@@ -36,14 +36,18 @@ struct weft_h1_exchange {
 						 * (the server closed or reset) */
 	bool		 denied;		/* answered by the filter (403) */
 	bool		 bad;			/* answered by the filter (400) */
+	const char	*why;			/* denied: what h1_decide wrote
+						 * in why (a short token for
+						 * metrics); NULL otherwise */
 	double		 duration_s;		/* first request byte to the end
 						 * of the response head (A-19) */
 };
 
 struct weft_h1_ops {
 	/* A complete request head: true to forward it.  On false, why
-	 * (NUL-terminated, at most whylen) is logged by the owner.  NULL:
-	 * every request passes (observe only). */
+	 * (NUL-terminated, at most whylen) gets a short reason token that
+	 * comes back in the exchange (weft_h1_exchange.why, at most 31
+	 * characters kept).  NULL: every request passes (observe only). */
 	bool	(*h1_decide)(void *arg, const struct weft_policy_http *req,
 		    char *why, size_t whylen);
 	/* An exchange ended; optional. */
@@ -63,6 +67,13 @@ enum weft_h1_result {
 struct weft_h1 *weft_h1_new(const struct weft_h1_ops *ops, void *arg);
 /* Exchanges still open are reported done with status 0. */
 void	weft_h1_free(struct weft_h1 *f);
+
+/* Sniffing: when the client's first bytes are not an HTTP request, or the
+ * server speaks first, pass both directions as they are (weft_h1_is_opaque
+ * turns true) instead of a reset.  For connections the policy lets in at
+ * L4 anyway: their HTTP requests are still decided one by one, so a
+ * permission withdrawn later is a 403 on the next request (A-5). */
+void	weft_h1_set_sniff(struct weft_h1 *f, bool on);
 
 /* Client -> server: take what may be taken from in; forwardable bytes are
  * appended to to_server, the filter's own answers to to_client.  Bytes stay
@@ -91,8 +102,11 @@ uint64_t weft_h1_requests(const struct weft_h1 *f);
 /* What went wrong, after WEFT_H1_CLOSE (400) or WEFT_H1_RESET. */
 const char *weft_h1_error(const struct weft_h1 *f);
 
-/* The answer to a denied request, for owners that answer without a
- * filter; keep_alive false adds "connection: close". */
-void	weft_h1_add_denial(struct evbuffer *out, bool keep_alive);
+/* The answer to a denied request; keep_alive false adds "connection:
+ * close".  Its header x-weft-denied carries token (the reason token of
+ * weft_flow_deny_token, [a-z0-9-]; NULL: "policy"), so a proxy that relays
+ * it (the source node's router) can count the denial. */
+void	weft_h1_add_denial(struct evbuffer *out, bool keep_alive,
+	    const char *token);
 
 #endif

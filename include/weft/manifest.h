@@ -27,13 +27,22 @@ struct weft_errors {
 	char		**msgs;		/* owned, malloc'd strings */
 	size_t		 n;
 	size_t		 cap;
+	/* Warnings: accepted as written, but probably not what was meant
+	 * (SMI decisions of SPEC §9).  Same format; they never make a
+	 * check fail. */
+	char		**warnings;	/* owned, malloc'd strings */
+	size_t		 n_warnings;
+	size_t		 cap_warnings;
 };
 
 /* Append a formatted message; on allocation failure a fixed message is
  * counted instead, so n is always right. */
 void	weft_errors_add(struct weft_errors *e, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
-/* Free every message; e itself is reusable (not freed). */
+/* Append a warning, as weft_errors_add does an error. */
+void	weft_errors_warn(struct weft_errors *e, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Free every message and warning; e itself is reusable (not freed). */
 void	weft_errors_clear(struct weft_errors *e);
 
 /* --- documents ------------------------------------------------------------- */
@@ -105,7 +114,8 @@ struct weft_model_sa {
 
 /* Every valid object of the sources, sorted by (namespace, name).  The
  * snapshot arrays own their contents (weft_snapshot_free semantics);
- * pods include those without an IP and those of every node. */
+ * pods include those without an IP and those of every node; the SMI arrays
+ * hold every accepted SMI object, normalised (controlplane/smi.c). */
 struct weft_model {
 	struct weft_snapshot all;	/* generation 0, node_name NULL */
 	struct weft_model_sa *sas;	/* owned */
@@ -125,6 +135,18 @@ struct weft_model {
  * allocation failure. */
 struct weft_model *weft_model_build(const struct weft_manifest_docs *docs,
 	    struct weft_errors *errs);
+
+/* Choices of the controller's command line that change the model. */
+struct weft_model_opts {
+	/* A-7: leave out TrafficTargets whose namespace differs from their
+	 * destination's (reported as warnings). */
+	bool		 strict_target_namespace;
+};
+
+/* weft_model_build with options; opts NULL means the defaults (all
+ * false). */
+struct weft_model *weft_model_build_opts(const struct weft_manifest_docs *docs,
+	    const struct weft_model_opts *opts, struct weft_errors *errs);
 void	weft_model_free(struct weft_model *m);
 
 /* Fill *view with the snapshot for node_name at generation gen: every node,

@@ -21,6 +21,20 @@ struct weft_nft_pod {
 	char		 comment[WEFT_NFT_COMMENT_MAX];
 };
 
+/* One UDP grant to a local meshed pod (UDPRoute, SPEC §4.3): datagrams from
+ * src, or from every source when any_src, to dst's ports port_lo..port_hi
+ * (host order, inclusive).  src and dst have the same family.  Grants that
+ * overlap or touch for the same (src, dst) are merged when the table is
+ * built, so callers may list them as the policy yields them. */
+struct weft_nft_udp {
+	struct weft_ip	 src;			/* unused when any_src */
+	struct weft_ip	 dst;
+	uint16_t	 port_lo;
+	uint16_t	 port_hi;
+	bool		 any_src;
+	char		 comment[WEFT_NFT_COMMENT_MAX];	/* "ns/sa -> ns/pod" */
+};
+
 /* Desired state of the table.  Plain data; arrays borrowed by the functions
  * below.  Pod arrays are kept sorted by weft_nft_config_sort() so that two
  * configs can be diffed. */
@@ -31,6 +45,9 @@ struct weft_nft_config {
 	size_t		 n_meshed;
 	struct weft_nft_pod *exempt;		/* local pods outside the mesh */
 	size_t		 n_exempt;
+	struct weft_nft_udp *udp;		/* UDP the policy grants to local
+						 * meshed pods; any order */
+	size_t		 n_udp;
 	const char	*pod_iface_prefix;	/* host side of pod veths, e.g. "wv" */
 	uint16_t	 outbound_port;		/* 15001 */
 	uint16_t	 inbound_port;		/* 15006 */
@@ -49,9 +66,10 @@ void	weft_nft_close(struct weft_nft *n);
  * the kernel commits all of it or nothing. */
 int	weft_nft_apply(struct weft_nft *n, const struct weft_nft_config *cfg,
 	    char **err);
-/* Bring the pod sets from old to new with set-element updates only (one
- * batch; no rule is touched).  Falls back to nothing: the caller does a full
- * apply when CIDRs, ports or marks differ (weft_nft_config_same_rules). */
+/* Bring the pod sets and the UDP grant sets from old to new with set-element
+ * updates only (one batch; no rule is touched).  Falls back to nothing: the
+ * caller does a full apply when CIDRs, ports or marks differ
+ * (weft_nft_config_same_rules). */
 int	weft_nft_update_pods(struct weft_nft *n,
 	    const struct weft_nft_config *old, const struct weft_nft_config *new,
 	    char **err);

@@ -78,6 +78,15 @@ enum weft_policy_verdict weft_policy_check_http(const struct weft_policy *p,
 	    const struct weft_policy_flow *f, const struct weft_policy_http *req,
 	    struct weft_policy_why *why);
 
+/* TrafficSplit `matches` (SPEC §5.2): true if req matches at least one
+ * entry of the merged HTTPRouteGroups named in groups (n names, in
+ * namespace ns), with the semantics of weft_policy_check_http (A-3, A-26).
+ * A group that does not exist, or has no entries, matches nothing.  Only
+ * groups some TrafficSplit of the compiled snapshot names are known here
+ * (and those some TrafficTarget names). */
+bool	weft_policy_match_groups(const struct weft_policy *p, const char *ns,
+	    char *const *groups, size_t n, const struct weft_policy_http *req);
+
 /* UDP is enforced in the node's nftables table, not in the proxy (UDPRoute,
  * SPEC §4.3).  For the destination identity (dst_ns, dst_sa), call fn once
  * per (source identity, port range) some target grants over UDP.  A NULL

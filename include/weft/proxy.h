@@ -39,8 +39,11 @@ struct weft_proxy_config {
 	int		 hold_ms;		/* how long a connection to a pod the
 						 * node does not know yet is parked
 						 * before it is refused; 0 = default */
+	struct weft_metrics *metrics;		/* borrowed; worker i records in
+						 * its shard i; NULL = off */
 };
 
+struct weft_metrics;
 struct weft_proxy;
 
 /* Open the listeners (IP_TRANSPARENT, SO_REUSEPORT, one set per worker) and

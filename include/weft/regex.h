@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum weft_re_anchor {
 	WEFT_RE_PREFIX = 0,	/* implicit ^: matches at the start (paths) */
@@ -30,5 +31,8 @@ void	weft_re_free(struct weft_re *re);
 /* 1 on a match, 0 on none; a match that hits the match or depth limit is
  * counted and treated as no match (fail closed), 0. */
 int	weft_re_match(const struct weft_re *re, const char *s, size_t len);
+
+/* Matches, process-wide, that ended on a limit or error (fail closed). */
+uint64_t weft_re_limit_hits(void);
 
 #endif

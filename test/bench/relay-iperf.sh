@@ -15,7 +15,7 @@ need_root
 command -v iperf3 >/dev/null || skip "needs iperf3"
 lab_init bench
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 spid=
 start_server() {

@@ -24,7 +24,7 @@ command -v wrk >/dev/null || skip "needs wrk (apt-get install wrk)"
 lab_init tunconn
 trap cleanup EXIT
 it_tmp
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 wait_for -t 20 log_has "$(node_log_file node-1)" "identity spiffe://cluster.local/ns/tools/sa/client: certificate issued"
 wait_for -t 20 log_has "$(node_log_file node-2)" "identity spiffe://cluster.local/ns/shop/sa/api: certificate issued"
 URL=http://$IP_API1:8080/

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 lab_init spoof
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 spoofed() {	# ADDRESS WHAT: a connection from ADDRESS must not get through
 	local addr=$1 what=$2 before after rc

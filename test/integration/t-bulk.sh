@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 lab_init bulk
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 it_tmp
 
 MiB=$((1024 * 1024))

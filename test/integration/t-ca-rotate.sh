@@ -13,7 +13,7 @@ command -v openssl >/dev/null || skip "needs openssl"
 lab_init rot
 trap cleanup EXIT
 it_tmp
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 CA=$LAB_STATE/controller/ca
 BUNDLE=$LAB_STATE/controller/ca-bundle.pem

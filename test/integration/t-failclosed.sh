@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 lab_init fail
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 pretty "traffic flows through node-1"
 body=$(http_get tools/client "http://$IP_API1:8080/before-kill")

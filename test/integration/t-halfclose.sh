@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 lab_init half
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 # Send N bytes, shutdown(SHUT_WR), read to EOF; print "greeting|bytes|ok".
 client='

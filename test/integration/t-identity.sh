@@ -23,7 +23,7 @@ lab_init id
 trap cleanup EXIT
 it_tmp
 export WEFT_LAB_CONTROLLER_ARGS="--cert-ttl 60s"
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 TD=spiffe://cluster.local
 ID_WEB=$TD/ns/shop/sa/web

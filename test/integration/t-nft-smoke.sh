@@ -2,7 +2,8 @@
 # Root smoke test of netfilter/: the table, set updates, counters, monitor,
 # policy routing, and TPROXY capture on routed veths -- including fail
 # closed: with no listener, captured connections are refused (RST), never
-# routed to their destination in clear.
+# routed to their destination in clear -- and the UDP policy of the forward
+# chain (UDPRoute grants as set elements, updated without touching rules).
 #
 #   ext (192.168.77.2) --- ext0 [ node ] wvweb --- web 10.244.1.10 (meshed demo/web)
 #                        192.168.77.1    wvdb  --- db  10.244.1.20 (exempt plain/db)
@@ -58,6 +59,24 @@ if mode in ("tproxy-listen", "listen"):
             msg = "%s from %s" % (text, peer[0])
         print(msg, flush=True)
         c.sendall((msg + "\n").encode()); c.close()
+elif mode == "udp-echo":   # udp-echo PORT TEXT
+    port, text = int(sys.argv[2]), sys.argv[3]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    print("listening", flush=True)
+    while True:
+        d, peer = s.recvfrom(2048)
+        print("udp from %s" % peer[0], flush=True)
+        s.sendto(("%s from %s" % (text, peer[0])).encode(), peer)
+elif mode == "udp":     # udp HOST PORT: one datagram, the answer or timeout
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)
+    try:
+        s.connect((sys.argv[2], int(sys.argv[3]))); s.send(b"ping")
+        print(s.recv(200).decode().strip() or "empty")
+    except socket.timeout:
+        print("timeout")
+    except ConnectionRefusedError:
+        print("refused")
 else:   # connect HOST PORT [SRC]
     s = socket.socket(); s.settimeout(3)
     if len(sys.argv) > 4:
@@ -192,6 +211,57 @@ check "counters: spoofing drop counted" \
 	awk -F'\t' '$4 ~ /spoofed source address from a pod/ && $2>0 {f=1} END {exit !f}' $T/ctr
 check "counters: DNAT reply counted" \
 	awk -F'\t' '$4 ~ /replies of connections/ && $2>0 {f=1} END {exit !f}' $T/ctr
+
+# --- UDP policy (forward chain) --------------------------------------------
+# web (meshed) answers UDP on 7000-7002, db (exempt) on 7000, ext on 7000.
+# Grants: ext -> web:7000, every source -> web:7002.
+bg $WEB $T/wudp.log udp-echo 7000 web7000
+bg $WEB $T/wudp1.log udp-echo 7001 web7001
+bg $WEB $T/wudp2.log udp-echo 7002 web7002
+bg $DB $T/dudp.log udp-echo 7000 db7000
+bg $EXT $T/eudp.log udp-echo 7000 ext7000
+U1="udp=192.168.77.2,10.244.1.10,7000,ext/client -> demo/web"
+UANY="udp=*,10.244.1.10,7002,any source -> demo/web"
+n $NODE $D apply $SPEC "$U1" "$UANY"
+udp() { n "$1" /usr/bin/python3 $T/h.py udp "$2" "$3"; }
+udp_drops() { n $NODE $D counters | awk -F'\t' '$4 ~ /no TrafficTarget grants/ {s+=$2} END {print s+0}'; }
+check "udp: granted source and port answered ($(udp $EXT 10.244.1.10 7000))" \
+	[ "$(udp $EXT 10.244.1.10 7000)" = "web7000 from 192.168.77.2" ]
+d0=$(udp_drops)
+r=$(udp $EXT 10.244.1.10 7001)
+check "udp: granted source, other port dropped ($r)" [ "$r" = timeout ]
+r=$(udp $DB 10.244.1.10 7000)
+check "udp: local pod without a grant dropped ($r)" [ "$r" = timeout ]
+check "udp: drop rule counted both ($d0 -> $(udp_drops))" [ "$(udp_drops)" -ge $((d0 + 2)) ]
+r=$(udp $DB 10.244.1.10 7002)
+check "udp: port granted to every source answered ($r)" [ "$r" = "web7002 from 10.244.1.20" ]
+r=$(udp $EXT 10.244.1.20 7000)
+check "udp: exempt destination untouched ($r)" [ "$r" = "db7000 from 192.168.77.2" ]
+r=$(udp $NODE 10.244.1.10 7001)
+check "udp: the node itself to a meshed pod untouched ($r)" [ "${r%% from*}" = web7001 ]
+r=$(udp $WEB 192.168.77.2 7000)
+check "udp: replies to a flow the meshed pod began pass ($r)" [ "$r" = "ext7000 from 10.244.1.10" ]
+r=$(udp $EXT 10.244.1.99 7000)
+check "udp: unknown pod in the CIDR dropped, boot safety ($r)" [ "$r" = timeout ]
+HF=$(n $NODE nft -a list chain inet weft filter-forward | grep -o 'handle [0-9]*' | tr '\n' ' ')
+# Revoke ext's grant, grant db 7000-7001, widen the open port to 7002-7003:
+# deletions and additions (overlapping ranges included) in one batch.
+n $NODE $D update $SPEC "$U1" "$UANY" -- $SPEC \
+	"udp=10.244.1.20,10.244.1.10,7000-7001,plain/db -> demo/web" \
+	"udp=*,10.244.1.10,7002-7003,any source -> demo/web"
+check "udp update: rules untouched" \
+	[ "$(n $NODE nft -a list chain inet weft filter-forward | grep -o 'handle [0-9]*' | tr '\n' ' ')" = "$HF" ]
+check "udp update: grant element listed with its comment" \
+	has '10.244.1.20 . 10.244.1.10 . 7000-7001 comment "plain/db -> demo/web"' \
+	n $NODE nft list set inet weft udp-allow-v4
+r=$(udp $EXT 10.244.1.10 7000)
+check "udp update: revoked grant dropped ($r)" [ "$r" = timeout ]
+r=$(udp $DB 10.244.1.10 7001)
+check "udp update: new grant answered ($r)" [ "$r" = "web7001 from 10.244.1.20" ]
+r=$(udp $EXT 10.244.1.10 7002)
+check "udp update: widened open range still answered ($r)" [ "$r" = "web7002 from 192.168.77.2" ]
+n $NODE $D apply $SPEC
+
 H1=$(n $NODE nft -a list chain inet weft filter-prerouting | grep -o 'handle [0-9]*' | head -1)
 n $NODE $D update $SPEC -- cidr=10.244.1.0/24 meshed=10.244.1.10/demo/web \
 	meshed=10.244.1.11/demo/api exempt=10.244.1.21/plain/cache prefix=wv

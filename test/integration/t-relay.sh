@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 lab_init relay
 trap cleanup EXIT
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 # The comment of node-1's rule that captures TCP leaving a local meshed pod.
 OUT_RULE=${WEFT_IT_OUTBOUND_RULE:-}

@@ -17,7 +17,7 @@ need_root
 lab_init res
 trap cleanup EXIT
 it_tmp
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 ctl() { lab ctl "$@"; }	# URL, token and CA bundle of the lab
 generation() { ctl status | sed -nE 's/.*generation ([0-9]+).*/\1/p' | head -n 1; }

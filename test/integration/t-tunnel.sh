@@ -25,7 +25,7 @@ no_weft && skip "needs weft (WEFT_LAB_NO_WEFT=1)"
 lab_init tunnel
 trap cleanup EXIT
 it_tmp
-lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml"
+lab_up "$EXAMPLES/nodes.yaml" "$EXAMPLES/shop.yaml" "$EXAMPLES/tools.yaml" "$EXAMPLES/policy.yaml"
 
 ID_CLIENT=spiffe://cluster.local/ns/tools/sa/client
 ID_API=spiffe://cluster.local/ns/shop/sa/api

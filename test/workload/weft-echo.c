@@ -13,6 +13,17 @@
  *	echo; after the client's EOF, finish echoing, then close.
  *   weft-echo sink --port P [--addr A]
  *	read everything; on EOF answer the hex SHA-256 of it plus "\n", close.
+ *   weft-echo udp --port P [--name NAME] [--addr A]
+ *	UDP echo: answer each datagram with "NAME peer=ip:port: " and the
+ *	datagram's bytes, from the address it was sent to.
+ *   weft-echo udp-send --to HOST:PORT [--message M] [--timeout MS]
+ *	    [--tries N] [--sport P]
+ *	UDP client: send M (default "ping") up to N times (default 1), each
+ *	time waiting up to MS/N milliseconds (default MS 1000) for an answer
+ *	from HOST:PORT.  Prints the answer and exits 0; exits 1 when none came
+ *	in time ("no answer" on stderr), 3 on an ICMP error (refused) or
+ *	another socket error.  --sport sends from port P, so that successive
+ *	runs belong to one conntrack flow.
  *
  * Every accepted connection and every request is logged on stderr (the lab
  * keeps it in logs/pod-NS-POD.log), so a test can tell whether the server saw
@@ -28,12 +39,15 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -275,7 +289,9 @@ echo_http_cb(struct evhttp_request *req, void *arg)
 			evhttp_send_error(req, HTTP_BADREQUEST, "bad status");
 			return;
 		}
-		evbuffer_add_printf(out, "status %ld\n", code);
+		/* 1xx, 204 and 304 carry no body (RFC 9110 §6.4.1). */
+		if (code >= 200 && code != 204 && code != 304)
+			evbuffer_add_printf(out, "status %ld\n", code);
 		evhttp_send_reply(req, (int)code, "Status", out);
 		return;
 	}
@@ -308,7 +324,7 @@ echo_http_cb(struct evhttp_request *req, void *arg)
 
 /* ---- tcp / sink ---------------------------------------------------------- */
 
-enum echo_mode { ECHO_HTTP, ECHO_TCP, ECHO_SINK };
+enum echo_mode { ECHO_HTTP, ECHO_TCP, ECHO_SINK, ECHO_UDP };
 
 struct echo_conn {
 	LIST_ENTRY(echo_conn) link;
@@ -449,6 +465,151 @@ echo_accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* ---- udp ----------------------------------------------------------------- */
+
+static void usage(void) __attribute__((noreturn));
+
+static void
+echo_udp_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char	 in[65536], out[65536 + 256], peer[96];
+	ssize_t	 n;
+	int	 hl;
+
+	for (;;) {
+		sl = sizeof ss;
+		n = recvfrom(fd, in, sizeof in, MSG_DONTWAIT,
+		    (struct sockaddr *)&ss, &sl);
+		if (n == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR)
+				echo_log("udp recvfrom: %s", strerror(errno));
+			return;
+		}
+		echo_addr_str(&ss, peer, sizeof peer);
+		echo_log("udp datagram len=%zd peer=%s", n, peer);
+		hl = snprintf(out, sizeof out, "%s peer=%s: ", echo_name, peer);
+		if (hl < 0 || (size_t)hl + (size_t)n > sizeof out)
+			continue;
+		memcpy(out + hl, in, (size_t)n);
+		/* A socket bound to the wildcard answers from the address
+		 * the routing picks: the pod's only address. */
+		if (sendto(fd, out, (size_t)hl + (size_t)n, 0,
+		    (struct sockaddr *)&ss, sl) == -1)
+			echo_log("udp sendto %s: %s", peer, strerror(errno));
+	}
+}
+
+static int
+echo_udp_send(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "to", required_argument, NULL, 't' },
+		{ "message", required_argument, NULL, 'm' },
+		{ "timeout", required_argument, NULL, 'w' },
+		{ "tries", required_argument, NULL, 'r' },
+		{ "sport", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sockaddr_storage ss, src;
+	struct pollfd pfd;
+	const char *to = NULL, *msg = "ping";
+	char	 buf[65536];
+	int	 sslen = sizeof ss, ch, fd, timeout = 1000, tries = 1, i;
+	int	 sport = 0, one = 1;
+	ssize_t	 n;
+
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "t:m:w:r:s:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			to = optarg;
+			break;
+		case 'm':
+			msg = optarg;
+			break;
+		case 'w':
+			timeout = atoi(optarg);
+			break;
+		case 'r':
+			tries = atoi(optarg);
+			break;
+		case 's':
+			sport = atoi(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (to == NULL || timeout <= 0 || tries <= 0 || tries > 1000 ||
+	    sport < 0 || sport > 65535)
+		usage();
+	memset(&ss, 0, sizeof ss);
+	if (evutil_parse_sockaddr_port(to, (struct sockaddr *)&ss, &sslen) != 0) {
+		fprintf(stderr, "weft-echo: bad address %s\n", to);
+		return 2;
+	}
+	/* Connected: only the server's answer is read, and an ICMP error
+	 * comes back as ECONNREFUSED. */
+	memset(&src, 0, sizeof src);
+	src.ss_family = ss.ss_family;
+	if (ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&src)->sin_port = htons((uint16_t)sport);
+	else
+		((struct sockaddr_in6 *)&src)->sin6_port =
+		    htons((uint16_t)sport);
+	if ((fd = socket(ss.ss_family, SOCK_DGRAM, 0)) == -1 ||
+	    (sport != 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof one) == -1 || bind(fd, (struct sockaddr *)&src,
+	    ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sizeof(struct sockaddr_in6)) == -1)) ||
+	    connect(fd, (struct sockaddr *)&ss, (socklen_t)sslen) == -1) {
+		fprintf(stderr, "weft-echo: %s: %s\n", to, strerror(errno));
+		return 3;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	for (i = 0; i < tries; i++) {
+		struct timespec t0, t1;
+		int left = timeout / tries, r;
+
+		if (send(fd, msg, strlen(msg), 0) == -1) {
+			fprintf(stderr, "weft-echo: send to %s: %s\n", to,
+			    strerror(errno));
+			close(fd);
+			return 3;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (left > 0) {
+			r = poll(&pfd, 1, left);
+			if (r == -1 && errno != EINTR)
+				break;
+			if (r > 0) {
+				n = recv(fd, buf, sizeof buf - 1, 0);
+				if (n == -1) {
+					fprintf(stderr, "weft-echo: %s: %s\n",
+					    to, strerror(errno));
+					close(fd);
+					return 3;
+				}
+				buf[n] = '\0';
+				printf("%s\n", buf);
+				close(fd);
+				return 0;
+			}
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			left = timeout / tries - (int)((t1.tv_sec - t0.tv_sec) *
+			    1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		}
+	}
+	fprintf(stderr, "weft-echo: no answer from %s within %d ms\n", to,
+	    timeout);
+	close(fd);
+	return 1;
+}
+
 static void
 echo_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -460,8 +621,10 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: weft-echo http|tcp|sink --port PORT [--name NAME] "
-	    "[--addr ADDR]\n");
+	    "usage: weft-echo http|tcp|sink|udp --port PORT [--name NAME] "
+	    "[--addr ADDR]\n"
+	    "       weft-echo udp-send --to HOST:PORT [--message M] "
+	    "[--timeout MS] [--tries N] [--sport P]\n");
 	exit(2);
 }
 
@@ -480,6 +643,8 @@ main(int argc, char **argv)
 	struct event *sigint, *sigterm;
 	struct evhttp *http = NULL;
 	struct evconnlistener *l = NULL;
+	struct event *udp_ev = NULL;
+	evutil_socket_t udp_fd = -1;
 	struct sockaddr_storage ss;
 	int	 sslen = sizeof ss, ch, port = -1;
 	const char *addr = "0.0.0.0", *modestr;
@@ -494,6 +659,10 @@ main(int argc, char **argv)
 		mode = ECHO_TCP;
 	else if (strcmp(modestr, "sink") == 0)
 		mode = ECHO_SINK;
+	else if (strcmp(modestr, "udp") == 0)
+		mode = ECHO_UDP;
+	else if (strcmp(modestr, "udp-send") == 0)
+		return echo_udp_send(argc, argv);
 	else
 		usage();
 	echo_name = getenv("POD_NAME");
@@ -556,13 +725,28 @@ main(int argc, char **argv)
 			echo_log("bad address %s", addrport);
 			return 2;
 		}
-		l = evconnlistener_new_bind(base, echo_accept_cb, &mode,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-		    (struct sockaddr *)&ss, sslen);
-		if (l == NULL) {
-			echo_log("cannot listen on %s: %s", addrport,
-			    strerror(errno));
-			return 1;
+		if (mode == ECHO_UDP) {
+			udp_fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+			if (udp_fd == -1 ||
+			    evutil_make_socket_nonblocking(udp_fd) == -1 ||
+			    bind(udp_fd, (struct sockaddr *)&ss,
+			    (socklen_t)sslen) == -1) {
+				echo_log("cannot bind udp %s: %s", addrport,
+				    strerror(errno));
+				return 1;
+			}
+			udp_ev = event_new(base, udp_fd, EV_READ | EV_PERSIST,
+			    echo_udp_cb, NULL);
+			event_add(udp_ev, NULL);
+		} else {
+			l = evconnlistener_new_bind(base, echo_accept_cb, &mode,
+			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+			    (struct sockaddr *)&ss, sslen);
+			if (l == NULL) {
+				echo_log("cannot listen on %s: %s", addrport,
+				    strerror(errno));
+				return 1;
+			}
 		}
 	}
 	echo_log("weft-echo %s listening on %s:%d as %s", modestr, addr, port,
@@ -580,6 +764,10 @@ main(int argc, char **argv)
 	}
 	if (l != NULL)
 		evconnlistener_free(l);
+	if (udp_ev != NULL)
+		event_free(udp_ev);
+	if (udp_fd != -1)
+		evutil_closesocket(udp_fd);
 	event_free(sigint);
 	event_free(sigterm);
 	event_base_free(base);

@@ -30,6 +30,108 @@ labels_set(struct weft_labels *l, const char *k1, const char *v1,
 	}
 }
 
+static char **
+strv(size_t *n, const char *a, const char *b)
+{
+	char **v = calloc(2, sizeof(*v));
+
+	v[0] = xstrdup(a);
+	*n = 1;
+	if (b != NULL) {
+		v[1] = xstrdup(b);
+		*n = 2;
+	}
+	return v;
+}
+
+/* One of each SMI kind, with every optional field both set and unset. */
+static void
+smi_sample(struct weft_snapshot *s)
+{
+	struct weft_smi_target *t;
+	struct weft_smi_http_route_group *g;
+	struct weft_smi_split *sp;
+
+	s->n_targets = 2;
+	s->targets = calloc(2, sizeof(*s->targets));
+	t = &s->targets[0];
+	t->namespace = xstrdup("bank");
+	t->name = xstrdup("readers");
+	t->destination.namespace = xstrdup("bank");
+	t->destination.name = xstrdup("ledger");
+	t->port = 8080;
+	t->n_sources = 2;
+	t->sources = calloc(2, sizeof(*t->sources));
+	t->sources[0].namespace = xstrdup("bank");
+	t->sources[0].name = xstrdup("teller");
+	t->sources[1].namespace = xstrdup("audit");
+	t->sources[1].name = xstrdup("auditor");
+	t->n_rules = 3;
+	t->rules = calloc(3, sizeof(*t->rules));
+	t->rules[0].kind = WEFT_SMI_HTTP;
+	t->rules[0].name = xstrdup("api");
+	t->rules[0].matches = strv(&t->rules[0].n_matches, "read", "list");
+	t->rules[1].kind = WEFT_SMI_TCP;
+	t->rules[1].name = xstrdup("port");
+	t->rules[2].kind = WEFT_SMI_UDP;
+	t->rules[2].name = xstrdup("dns");
+	t = &s->targets[1];
+	t->namespace = xstrdup("bank");
+	t->name = xstrdup("empty");
+	t->destination.namespace = xstrdup("bank");
+	t->destination.name = xstrdup("x");
+
+	s->n_http_route_groups = 1;
+	s->http_route_groups = calloc(1, sizeof(*s->http_route_groups));
+	g = &s->http_route_groups[0];
+	g->namespace = xstrdup("bank");
+	g->name = xstrdup("api");
+	g->n_matches = 2;
+	g->matches = calloc(2, sizeof(*g->matches));
+	g->matches[0].name = xstrdup("read");
+	g->matches[0].path_regex = xstrdup("/v1/accounts(/.*)?$");
+	g->matches[0].methods = strv(&g->matches[0].n_methods, "GET", "HEAD");
+	g->matches[0].n_headers = 2;
+	g->matches[0].headers = calloc(2, sizeof(*g->matches[0].headers));
+	g->matches[0].headers[0].name = xstrdup("user-agent");
+	g->matches[0].headers[0].value_regex = xstrdup(".*\\\"x\\\".*");
+	g->matches[0].headers[1].name = xstrdup("x-beta");
+	g->matches[0].headers[1].value_regex = xstrdup("yes|true");
+	g->matches[1].name = xstrdup("any");
+
+	s->n_tcp_routes = 1;
+	s->tcp_routes = calloc(1, sizeof(*s->tcp_routes));
+	s->tcp_routes[0].namespace = xstrdup("bank");
+	s->tcp_routes[0].name = xstrdup("port");
+	s->tcp_routes[0].n_ports = 2;
+	s->tcp_routes[0].ports = calloc(2, sizeof(uint16_t));
+	s->tcp_routes[0].ports[0] = 80;
+	s->tcp_routes[0].ports[1] = 65535;
+	s->n_udp_routes = 1;
+	s->udp_routes = calloc(1, sizeof(*s->udp_routes));
+	s->udp_routes[0].namespace = xstrdup("bank");
+	s->udp_routes[0].name = xstrdup("dns");
+
+	s->n_splits = 2;
+	s->splits = calloc(2, sizeof(*s->splits));
+	sp = &s->splits[0];
+	sp->namespace = xstrdup("shop");
+	sp->name = xstrdup("ab");
+	sp->service = xstrdup("web");
+	sp->created = 1714564830;
+	sp->n_backends = 2;
+	sp->backends = calloc(2, sizeof(*sp->backends));
+	sp->backends[0].service = xstrdup("web-v1");
+	sp->backends[0].weight = 0;
+	sp->backends[1].service = xstrdup("web-v2");
+	sp->backends[1].weight = 4294967295u;
+	sp->match_groups = strv(&sp->n_match_groups, "ab-test", NULL);
+	sp = &s->splits[1];
+	sp->namespace = xstrdup("shop");
+	sp->name = xstrdup("canary");
+	sp->service = xstrdup("api");
+}
+
 static struct weft_snapshot *
 sample(void)
 {
@@ -105,7 +207,76 @@ sample(void)
 	v->ports[1].port = 53;
 	v->ports[1].protocol = IPPROTO_UDP;
 	v->ports[1].target_port = 5353;
+	smi_sample(s);
 	return s;
+}
+
+/* Every field of smi_sample() after a round trip. */
+static void
+smi_check(const struct weft_snapshot *d)
+{
+	const struct weft_smi_target *t;
+	const struct weft_smi_http_match *m;
+	const struct weft_smi_split *sp;
+
+	is_int(d->n_targets, 2, "smi: targets");
+	is_int(d->n_http_route_groups, 1, "smi: route groups");
+	is_int(d->n_tcp_routes, 1, "smi: tcp routes");
+	is_int(d->n_udp_routes, 1, "smi: udp routes");
+	is_int(d->n_splits, 2, "smi: splits");
+	if (d->n_targets != 2 || d->n_http_route_groups != 1 ||
+	    d->n_tcp_routes != 1 || d->n_udp_routes != 1 || d->n_splits != 2)
+		return;
+	t = &d->targets[0];
+	is_str(t->namespace, "bank", "target namespace");
+	is_str(t->name, "readers", "target name");
+	is_str(t->destination.namespace, "bank", "destination namespace");
+	is_str(t->destination.name, "ledger", "destination name");
+	is_int(t->port, 8080, "destination port (access v1alpha1/2)");
+	is_int(t->n_sources, 2, "sources");
+	is_str(t->sources[1].namespace, "audit", "source namespace");
+	is_str(t->sources[1].name, "auditor", "source name");
+	is_int(t->n_rules, 3, "rules");
+	is_int(t->rules[0].kind, WEFT_SMI_HTTP, "rule kind HTTP");
+	is_int(t->rules[1].kind, WEFT_SMI_TCP, "rule kind TCP");
+	is_int(t->rules[2].kind, WEFT_SMI_UDP, "rule kind UDP");
+	is_str(t->rules[0].name, "api", "rule name");
+	is_int(t->rules[0].n_matches, 2, "rule matches");
+	is_str(t->rules[0].matches[1], "list", "rule match name");
+	is_int(t->rules[1].n_matches, 0, "L4 rule without matches");
+	t = &d->targets[1];
+	ok(t->port == 0 && t->n_sources == 0 && t->n_rules == 0 &&
+	    t->sources == NULL && t->rules == NULL,
+	    "empty target: no port, sources or rules");
+	m = &d->http_route_groups[0].matches[0];
+	is_str(d->http_route_groups[0].name, "api", "group name");
+	is_int(d->http_route_groups[0].n_matches, 2, "group matches");
+	is_str(m->name, "read", "match name");
+	is_str(m->path_regex, "/v1/accounts(/.*)?$", "path regex");
+	is_int(m->n_methods, 2, "methods");
+	is_str(m->methods[1], "HEAD", "method");
+	is_int(m->n_headers, 2, "headers");
+	is_str(m->headers[0].name, "user-agent", "header name");
+	is_str(m->headers[0].value_regex, ".*\\\"x\\\".*",
+	    "header regex with escapes");
+	m = &d->http_route_groups[0].matches[1];
+	ok(m->path_regex == NULL && m->n_methods == 0 && m->n_headers == 0,
+	    "match without filters stays without");
+	is_int(d->tcp_routes[0].n_ports, 2, "tcp ports");
+	is_int(d->tcp_routes[0].ports[1], 65535, "tcp port");
+	is_int(d->udp_routes[0].n_ports, 0, "udp: every port");
+	sp = &d->splits[0];
+	is_str(sp->service, "web", "split service");
+	is_int(sp->created, 1714564830, "split created");
+	is_int(sp->n_backends, 2, "backends");
+	is_str(sp->backends[1].service, "web-v2", "backend service");
+	is_int(sp->backends[0].weight, 0, "weight 0");
+	is_int(sp->backends[1].weight, 4294967295u, "largest weight");
+	is_int(sp->n_match_groups, 1, "match groups");
+	is_str(sp->match_groups[0], "ab-test", "match group");
+	sp = &d->splits[1];
+	ok(sp->created == 0 && sp->n_backends == 0 &&
+	    sp->n_match_groups == 0, "bare split");
 }
 
 static void
@@ -153,6 +324,7 @@ test_round_trip(void)
 	    "namespace lookup");
 	ok(weft_snapshot_namespace(d, "nope") == NULL,
 	    "namespace lookup miss");
+	smi_check(d);
 	free(a);
 	free(b);
 	weft_snapshot_free(d);
@@ -209,6 +381,48 @@ test_decode_errors(void)
 	    "\"x\",\"labels\":{\"a\":1}}]}",
 	    "namespaces[0].labels[\"a\"]: expected a string, got an integer",
 	    "label value type");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_targets\":[{"
+	    "\"namespace\":\"a\",\"name\":\"t\",\"destination\":{\"namespace\":"
+	    "\"a\",\"name\":\"d\"},\"rules\":[{\"kind\":\"Pod\",\"name\":"
+	    "\"r\"}]}]}", "traffic_targets[0].rules[0].kind: expected "
+	    "HTTPRouteGroup, TCPRoute or UDPRoute", "bad rule kind");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_targets\":[{"
+	    "\"namespace\":\"a\",\"name\":\"t\"}]}",
+	    "traffic_targets[0].destination: required", "no destination");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_targets\":[{"
+	    "\"namespace\":\"a\",\"name\":\"t\",\"destination\":{\"namespace\":"
+	    "\"a\",\"name\":\"d\"},\"sources\":[{\"namespace\":\"a\"}]}]}",
+	    "traffic_targets[0].sources[0].name: required", "source name");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_targets\":[{"
+	    "\"namespace\":\"a\",\"name\":\"t\",\"destination\":{\"namespace\":"
+	    "\"a\",\"name\":\"d\"},\"port\":70000}]}",
+	    "traffic_targets[0].port: expected 0-65535, got 70000",
+	    "target port");
+	decode_fails("{\"version\":1,\"generation\":1,\"http_route_groups\":[{"
+	    "\"namespace\":\"a\",\"name\":\"g\",\"matches\":[{\"name\":\"m\","
+	    "\"headers\":[{\"value_regex\":\"x\"}]}]}]}",
+	    "http_route_groups[0].matches[0].headers[0].name: required",
+	    "header without name");
+	decode_fails("{\"version\":1,\"generation\":1,\"http_route_groups\":[{"
+	    "\"namespace\":\"a\",\"name\":\"g\",\"matches\":[{\"name\":\"m\","
+	    "\"methods\":[\"GET\",1]}]}]}",
+	    "http_route_groups[0].matches[0].methods[1]: expected a string, "
+	    "got an integer", "method type");
+	decode_fails("{\"version\":1,\"generation\":1,\"tcp_routes\":[{"
+	    "\"namespace\":\"a\",\"name\":\"r\",\"ports\":[80,0]}]}",
+	    "tcp_routes[0].ports[1]: expected 1-65535, got 0", "route port");
+	decode_fails("{\"version\":1,\"generation\":1,\"udp_routes\":[{"
+	    "\"namespace\":\"a\",\"name\":\"r\",\"ports\":[\"53\"]}]}",
+	    "udp_routes[0].ports[0]: expected an integer, got a string",
+	    "udp port type");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_splits\":[{"
+	    "\"namespace\":\"a\",\"name\":\"s\",\"service\":\"w\","
+	    "\"backends\":[{\"service\":\"b\",\"weight\":-1}]}]}",
+	    "traffic_splits[0].backends[0].weight: expected "
+	    "0-9223372036854775807, got -1", "negative weight");
+	decode_fails("{\"version\":1,\"generation\":1,\"traffic_splits\":[{"
+	    "\"namespace\":\"a\",\"name\":\"s\"}]}",
+	    "traffic_splits[0].service: required", "split without service");
 	decode_fails("[1]", "(root): expected an object, got an array",
 	    "not an object");
 	decode_fails("{\"version\":1,", "(root): truncated JSON", "truncated");
@@ -224,6 +438,9 @@ test_decode_errors(void)
 		is_str(s->trust_domain, "cluster.local", "default trust domain");
 		is_int(s->n_pods, 1, "pod decoded");
 		is_str(s->trust_bundle, NULL, "no trust bundle: NULL");
+		ok(s->n_targets == 0 && s->n_http_route_groups == 0 &&
+		    s->n_tcp_routes == 0 && s->n_udp_routes == 0 &&
+		    s->n_splits == 0, "no SMI arrays: none (older controller)");
 	}
 	weft_snapshot_free(s);
 	free(err);

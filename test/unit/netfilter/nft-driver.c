@@ -10,7 +10,9 @@
  *   nft-driver route-install | route-remove
  *
  * SPEC: words "cidr=10.244.1.0/24", "meshed=10.244.1.10/demo/web",
- * "exempt=10.244.1.20/plain/db", "prefix=wv" (prefix= for none). */
+ * "exempt=10.244.1.20/plain/db", "prefix=wv" (prefix= for none),
+ * "udp=SRC,DST,LO-HI,COMMENT" (a UDP grant; -HI optional) and
+ * "udp=*,DST,LO-HI,COMMENT" (to DST from every source). */
 #include "config.h"
 
 #include <sys/types.h>
@@ -31,6 +33,7 @@ struct spec {
 	struct weft_nft_config	cfg;
 	struct weft_cidr	cidrs[MAXN];
 	struct weft_nft_pod	meshed[MAXN], exempt[MAXN];
+	struct weft_nft_udp	udp[MAXN];
 	char			prefix[16];
 };
 
@@ -50,6 +53,34 @@ parse_pod(const char *v, struct weft_nft_pod *p)
 }
 
 static int
+parse_udp(const char *v, struct weft_nft_udp *u)
+{
+	char src[64], dst[64];
+	unsigned lo, hi;
+	int n = 0;
+
+	memset(u, 0, sizeof(*u));
+	if (sscanf(v, "%63[^,],%63[^,],%u%n", src, dst, &lo, &n) != 3)
+		return -1;
+	v += n;
+	hi = lo;
+	if (*v == '-' && sscanf(v, "-%u%n", &hi, &n) == 1)
+		v += n;
+	if (*v == ',')
+		snprintf(u->comment, sizeof(u->comment), "%s", v + 1);
+	else if (*v != '\0')
+		return -1;
+	if (lo > 65535 || hi > 65535)
+		return -1;
+	u->port_lo = (uint16_t)lo;
+	u->port_hi = (uint16_t)hi;
+	u->any_src = strcmp(src, "*") == 0;
+	if (!u->any_src && weft_ip_parse(src, &u->src) == -1)
+		return -1;
+	return weft_ip_parse(dst, &u->dst);
+}
+
+static int
 parse_spec(char **av, int ac, struct spec *s)
 {
 	int i;
@@ -58,6 +89,7 @@ parse_spec(char **av, int ac, struct spec *s)
 	s->cfg.pod_cidrs = s->cidrs;
 	s->cfg.meshed = s->meshed;
 	s->cfg.exempt = s->exempt;
+	s->cfg.udp = s->udp;
 	snprintf(s->prefix, sizeof(s->prefix), "wv");
 	s->cfg.pod_iface_prefix = s->prefix;
 	s->cfg.outbound_port = WEFT_PORT_OUTBOUND;
@@ -79,6 +111,9 @@ parse_spec(char **av, int ac, struct spec *s)
 		} else if (strncmp(a, "exempt=", 7) == 0 &&
 		    s->cfg.n_exempt < MAXN) {
 			if (parse_pod(a + 7, &s->exempt[s->cfg.n_exempt++]))
+				return -1;
+		} else if (strncmp(a, "udp=", 4) == 0 && s->cfg.n_udp < MAXN) {
+			if (parse_udp(a + 4, &s->udp[s->cfg.n_udp++]))
 				return -1;
 		} else if (strncmp(a, "prefix=", 7) == 0) {
 			snprintf(s->prefix, sizeof(s->prefix), "%s", a + 7);
@@ -165,6 +200,7 @@ main(int argc, char **argv)
 		b.cfg.meshed = b.meshed;
 		b.cfg.exempt = b.exempt;
 		b.cfg.pod_cidrs = b.cidrs;
+		b.cfg.udp = b.udp;
 		b.cfg.n_meshed = 0;
 		if (weft_nft_apply(n, &a.cfg, &err) == -1 ||
 		    weft_nft_update_pods(n, &a.cfg, &b.cfg, &err) == -1)

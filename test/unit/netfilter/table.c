@@ -122,11 +122,17 @@ summ_expr(struct nftnl_expr *e, void *arg)
 		    nftnl_expr_get_u32(e, NFTNL_EXPR_CMP_OP) == NFT_CMP_EQ ?
 		    "eq" : "neq", h);
 	} else if (strcmp(name, "payload") == 0) {
-		summ_add(sm, "payload %s+%u/%u",
+		uint32_t reg = nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_DREG);
+		char r[16] = "";
+
+		/* The register only when it is not reg 1 (concatenations). */
+		if (reg != NFT_REG_1)
+			snprintf(r, sizeof(r), ">r%u", reg);
+		summ_add(sm, "payload %s+%u/%u%s",
 		    nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_BASE) ==
 		    NFT_PAYLOAD_NETWORK_HEADER ? "nh" : "th",
 		    nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET),
-		    nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN));
+		    nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN), r);
 	} else if (strcmp(name, "lookup") == 0) {
 		summ_add(sm, "lookup %s@%s",
 		    nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS) &&
@@ -181,7 +187,8 @@ summ_expr(struct nftnl_expr *e, void *arg)
 
 struct elem {
 	char	 set[64];
-	char	 key[64];
+	char	 key[160];		/* "a . b . port" for concatenations */
+	char	 key_end[160];		/* "" when absent */
 	char	 comment[160];
 	uint32_t flags;
 	uint16_t type;		/* NEWSETELEM / DELSETELEM */
@@ -197,12 +204,17 @@ struct parsed {
 	char	 sets[16][64];
 	uint32_t set_keytype[16], set_keylen[16], set_flags[16];
 	char	 set_comment[16][160];
+	char	 set_fields[16][16];	/* DESC_CONCAT lengths, "4.4.2" */
+	uint32_t set_byteorder[16];	/* user data KEYBYTEORDER */
 	int	 n_sets;
-	char	 chain[64];
-	uint32_t chain_hook, chain_policy;
-	int32_t	 chain_prio;
-	char	 chain_type[32];
+	char	 chains[4][64];
+	uint32_t chain_hooks[4], chain_policies[4];
+	int32_t	 chain_prios[4];
+	char	 chain_types[4][32];
+	char	 chain_comments[4][160];
+	int	 n_chains;
 	struct summ rules[MAXR];
+	char	 rule_chain[MAXR][64];
 	char	 rule_comment[MAXR][160];
 	bool	 rule_counter[MAXR];
 	int	 n_rules;
@@ -217,6 +229,38 @@ struct parsed {
  * so nftnl_set_elems_nlmsg_parse() returns -1 after the first element of a
  * request it built itself.  The element list is walked here with libmnl;
  * the set name still comes from libnftnl. */
+/* A key as nft would print it: an address, or a concatenation of addresses
+ * and a port, each field padded to 4 bytes (the layouts weft uses). */
+static void
+key_str(const uint8_t *k, uint16_t len, char *out, size_t outlen)
+{
+	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+	int af = len == 4 || len == 8 || len == 12 ? AF_INET : AF_INET6;
+	size_t alen = af == AF_INET ? 4 : 16;
+	bool two = len == 12 || len == 36, port = len != 4 && len != 16;
+
+	out[0] = '\0';
+	if (len != 4 && len != 16 && len != 8 && len != 12 && len != 20 &&
+	    len != 36)
+		return;
+	inet_ntop(af, k, a, sizeof(a));
+	if (!port) {
+		snprintf(out, outlen, "%s", a);
+		return;
+	}
+	k += alen;
+	if (two) {
+		inet_ntop(af, k, b, sizeof(b));
+		k += alen;
+		snprintf(out, outlen, "%s . %s . %u", a, b,
+		    (unsigned)(k[0] << 8 | k[1]));
+	} else
+		snprintf(out, outlen, "%s . %u", a,
+		    (unsigned)(k[0] << 8 | k[1]));
+	if (k[2] != 0 || k[3] != 0)	/* padding must be zero */
+		snprintf(out, outlen, "bad padding");
+}
+
 static void
 elem_one(struct parsed *p, const struct nlattr *nest)
 {
@@ -231,18 +275,14 @@ elem_one(struct parsed *p, const struct nlattr *nest)
 	mnl_attr_for_each_nested(a, nest) {
 		switch (mnl_attr_get_type(a)) {
 		case NFTA_SET_ELEM_KEY:
+		case NFTA_SET_ELEM_KEY_END:
 			mnl_attr_for_each_nested(d, a)
-				if (mnl_attr_get_type(d) == NFTA_DATA_VALUE) {
-					if (mnl_attr_get_payload_len(d) == 4)
-						inet_ntop(AF_INET,
-						    mnl_attr_get_payload(d),
-						    x->key, sizeof(x->key));
-					else if (mnl_attr_get_payload_len(d) ==
-					    16)
-						inet_ntop(AF_INET6,
-						    mnl_attr_get_payload(d),
-						    x->key, sizeof(x->key));
-				}
+				if (mnl_attr_get_type(d) == NFTA_DATA_VALUE)
+					key_str(mnl_attr_get_payload(d),
+					    mnl_attr_get_payload_len(d),
+					    mnl_attr_get_type(a) ==
+					    NFTA_SET_ELEM_KEY ? x->key :
+					    x->key_end, sizeof(x->key));
 			break;
 		case NFTA_SET_ELEM_FLAGS:
 			x->flags = ntohl(mnl_attr_get_u32(a));
@@ -344,16 +384,37 @@ parse_batch(const void *buf, size_t blen, struct parsed *p)
 			if (nftnl_set_is_set(s, NFTNL_SET_FLAGS))
 				p->set_flags[i] = nftnl_set_get_u32(s,
 				    NFTNL_SET_FLAGS);
+			if (nftnl_set_is_set(s, NFTNL_SET_DESC_CONCAT)) {
+				uint32_t l, k;
+				const uint8_t *f = nftnl_set_get_data(s,
+				    NFTNL_SET_DESC_CONCAT, &l);
+
+				for (k = 0; k < l && f[k] != 0; k++)
+					snprintf(p->set_fields[i] +
+					    strlen(p->set_fields[i]), 16 -
+					    strlen(p->set_fields[i]), "%s%u",
+					    k ? "." : "", f[k]);
+			}
 			if (nftnl_set_is_set(s, NFTNL_SET_USERDATA)) {
 				uint32_t l;
 				const void *d = nftnl_set_get_data(s,
 				    NFTNL_SET_USERDATA, &l);
 				const char *c = udata_comment(d, l,
 				    NFTNL_UDATA_SET_COMMENT);
+				const struct nftnl_udata *ua;
 
 				if (c)
 					snprintf(p->set_comment[i], 160, "%s",
 					    c);
+				p->set_byteorder[i] = 99;
+				for (ua = d; (const char *)ua + 2 <=
+				    (const char *)d + l; ua = (const void *)
+				    ((const char *)ua + 2 + nftnl_udata_len(ua)))
+					if (nftnl_udata_type(ua) ==
+					    NFTNL_UDATA_SET_KEYBYTEORDER &&
+					    nftnl_udata_len(ua) == 4)
+						p->set_byteorder[i] =
+						    nftnl_udata_get_u32(ua);
 			}
 			nftnl_set_free(s);
 			break;
@@ -382,18 +443,31 @@ parse_batch(const void *buf, size_t blen, struct parsed *p)
 		}
 		case NFT_MSG_NEWCHAIN: {
 			struct nftnl_chain *c = nftnl_chain_alloc();
+			int i = p->n_chains < 4 ? p->n_chains++ : 3;
 
 			if (nftnl_chain_nlmsg_parse(nlh, c) < 0)
 				p->bad++;
-			snprintf(p->chain, sizeof(p->chain), "%s",
+			snprintf(p->chains[i], 64, "%s",
 			    nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
-			snprintf(p->chain_type, sizeof(p->chain_type), "%s",
+			snprintf(p->chain_types[i], 32, "%s",
 			    nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE));
-			p->chain_hook = nftnl_chain_get_u32(c,
+			p->chain_hooks[i] = nftnl_chain_get_u32(c,
 			    NFTNL_CHAIN_HOOKNUM);
-			p->chain_prio = nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO);
-			p->chain_policy = nftnl_chain_get_u32(c,
+			p->chain_prios[i] = nftnl_chain_get_s32(c,
+			    NFTNL_CHAIN_PRIO);
+			p->chain_policies[i] = nftnl_chain_get_u32(c,
 			    NFTNL_CHAIN_POLICY);
+			if (nftnl_chain_is_set(c, NFTNL_CHAIN_USERDATA)) {
+				uint32_t l;
+				const void *d = nftnl_chain_get_data(c,
+				    NFTNL_CHAIN_USERDATA, &l);
+				const char *cm = udata_comment(d, l,
+				    NFTNL_UDATA_CHAIN_COMMENT);
+
+				if (cm)
+					snprintf(p->chain_comments[i], 160,
+					    "%s", cm);
+			}
 			nftnl_chain_free(c);
 			break;
 		}
@@ -404,6 +478,8 @@ parse_batch(const void *buf, size_t blen, struct parsed *p)
 			if (nftnl_rule_nlmsg_parse(nlh, r) < 0)
 				p->bad++;
 			nftnl_expr_foreach(r, summ_expr, &p->rules[i]);
+			snprintf(p->rule_chain[i], 64, "%s",
+			    nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
 			p->rule_counter[i] = strstr(p->rules[i].s, "counter") !=
 			    NULL;
 			if (nftnl_rule_is_set(r, NFTNL_RULE_USERDATA)) {
@@ -548,7 +624,33 @@ static const struct {
 	  "meta nfproto; cmp eq 0a; payload nh+24/16; lookup @pod-cidrs-v6; "
 	  "payload nh+24/16; lookup !@exempt-pods-v6; meta l4proto; cmp eq 06; "
 	  "counter; reject tcp-rst" },
+	/* chain filter-forward: UDPRoute */
+	{ "UDP replies: allowed when their flow began",
+	  "meta l4proto; cmp eq 11; ct direction; cmp eq 01; counter; return" },
+	{ "UDP a TrafficTarget grants to this source (UDPRoute)",
+	  "meta nfproto; cmp eq 02; meta l4proto; cmp eq 11; payload nh+12/4; "
+	  "payload nh+16/4>r9; payload th+2/2>r10; lookup @udp-allow-v4; "
+	  "counter; accept" },
+	{ "UDP a TrafficTarget grants to this source (UDPRoute)",
+	  "meta nfproto; cmp eq 0a; meta l4proto; cmp eq 11; payload nh+8/16; "
+	  "payload nh+24/16>r2; payload th+2/2>r3; lookup @udp-allow-v6; "
+	  "counter; accept" },
+	{ "UDP to a pod that takes it from every source",
+	  "meta nfproto; cmp eq 02; meta l4proto; cmp eq 11; payload nh+16/4; "
+	  "payload th+2/2>r9; lookup @udp-allow-any-v4; counter; accept" },
+	{ "UDP to a pod that takes it from every source",
+	  "meta nfproto; cmp eq 0a; meta l4proto; cmp eq 11; payload nh+24/16; "
+	  "payload th+2/2>r2; lookup @udp-allow-any-v6; counter; accept" },
+	{ "UDP to a local meshed pod that no TrafficTarget grants",
+	  "meta nfproto; cmp eq 02; payload nh+16/4; lookup @pod-cidrs-v4; "
+	  "payload nh+16/4; lookup !@exempt-pods-v4; meta l4proto; cmp eq 11; "
+	  "counter; drop" },
+	{ "UDP to a local meshed pod that no TrafficTarget grants",
+	  "meta nfproto; cmp eq 0a; payload nh+24/16; lookup @pod-cidrs-v6; "
+	  "payload nh+24/16; lookup !@exempt-pods-v6; meta l4proto; cmp eq 11; "
+	  "counter; drop" },
 };
+#define N_PREROUTING	18	/* the rest are filter-forward's */
 #define N_WANT	((int)(sizeof(want_rules) / sizeof(want_rules[0])))
 
 static void
@@ -599,20 +701,39 @@ test_apply(void)
 	is_str(p.table_comment, "weft: capture of meshed pods' traffic; "
 	    "rebuilt by weft node, do not edit", "table comment");
 
-	is_int(p.n_sets, 6, "six sets");
+	is_int(p.n_sets, 10, "ten sets");
 	{
 		static const char *names[] = { "pod-cidrs-v4", "pod-cidrs-v6",
 		    "meshed-pods-v4", "meshed-pods-v6", "exempt-pods-v4",
-		    "exempt-pods-v6" };
-		for (i = 0; i < 6 && i < p.n_sets; i++) {
+		    "exempt-pods-v6", "udp-allow-v4", "udp-allow-v6",
+		    "udp-allow-any-v4", "udp-allow-any-v6" };
+		/* nft's concatenated types: 6 bits per field, ipv4_addr 7,
+		 * ipv6_addr 8, inet_service 13; fields padded to 4 bytes. */
+		static const uint32_t types[] = { 7, 8, 7, 8, 7, 8,
+		    (7 << 12) | (7 << 6) | 13, (8 << 12) | (8 << 6) | 13,
+		    (7 << 6) | 13, (8 << 6) | 13 };
+		static const uint32_t lens[] = { 4, 16, 4, 16, 4, 16, 12, 36,
+		    8, 20 };
+		static const char *fields[] = { "", "", "", "", "", "",
+		    "4.4.2", "16.16.2", "4.2", "16.2" };
+		static const uint32_t flags[] = { NFT_SET_INTERVAL,
+		    NFT_SET_INTERVAL, 0, 0, 0, 0,
+		    NFT_SET_INTERVAL | NFT_SET_CONCAT,
+		    NFT_SET_INTERVAL | NFT_SET_CONCAT,
+		    NFT_SET_INTERVAL | NFT_SET_CONCAT,
+		    NFT_SET_INTERVAL | NFT_SET_CONCAT };
+
+		for (i = 0; i < 10 && i < p.n_sets; i++) {
 			is_str(p.sets[i], names[i], "set %d name", i);
-			is_int(p.set_keytype[i], i % 2 ? 8 : 7,
-			    "%s key type %s", names[i],
-			    i % 2 ? "ipv6_addr" : "ipv4_addr");
-			is_int(p.set_keylen[i], i % 2 ? 16 : 4, "%s key len",
+			is_int(p.set_keytype[i], types[i], "%s key type",
 			    names[i]);
-			is_int(p.set_flags[i], i < 2 ? NFT_SET_INTERVAL : 0,
-			    "%s flags", names[i]);
+			is_int(p.set_keylen[i], lens[i], "%s key len",
+			    names[i]);
+			is_str(p.set_fields[i], fields[i],
+			    "%s concatenation fields", names[i]);
+			is_int(p.set_flags[i], flags[i], "%s flags", names[i]);
+			is_int(p.set_byteorder[i], i < 6 ? 2 : 0,
+			    "%s key byte order as nft records it", names[i]);
 			ok(p.set_comment[i][0] != '\0', "%s has a comment: %s",
 			    names[i], p.set_comment[i]);
 		}
@@ -654,16 +775,26 @@ test_apply(void)
 		is_int(nm, 2, "duplicate pod added once");
 	}
 
-	is_str(p.chain, "filter-prerouting", "chain name type-hook");
-	is_str(p.chain_type, "filter", "chain type filter");
-	is_int(p.chain_hook, NF_INET_PRE_ROUTING, "hook prerouting");
-	is_int(p.chain_prio, -150, "priority mangle");
-	is_int(p.chain_policy, NF_ACCEPT, "policy accept");
+	is_int(p.n_chains, 2, "two chains");
+	is_str(p.chains[0], "filter-prerouting", "chain name type-hook");
+	is_str(p.chain_types[0], "filter", "chain type filter");
+	is_int(p.chain_hooks[0], NF_INET_PRE_ROUTING, "hook prerouting");
+	is_int(p.chain_prios[0], -150, "priority mangle");
+	is_int(p.chain_policies[0], NF_ACCEPT, "policy accept");
+	is_str(p.chains[1], "filter-forward", "UDP chain filter-forward");
+	is_str(p.chain_types[1], "filter", "forward chain type filter");
+	is_int(p.chain_hooks[1], NF_INET_FORWARD, "hook forward: after DNAT");
+	is_int(p.chain_prios[1], 0, "priority filter");
+	is_int(p.chain_policies[1], NF_ACCEPT, "forward policy accept");
+	ok(strstr(p.chain_comments[1], "UDPRoute") != NULL,
+	    "forward chain says what it is for: %s", p.chain_comments[1]);
 
 	is_int(p.n_rules, N_WANT, "rule count");
 	for (i = 0; i < p.n_rules; i++) {
 		ok(p.rule_counter[i], "rule %d has a counter", i + 1);
 		ok(p.rule_comment[i][0] != '\0', "rule %d has a comment", i + 1);
+		is_str(p.rule_chain[i], i < N_PREROUTING ? "filter-prerouting" :
+		    "filter-forward", "rule %d chain", i + 1);
 		tproxy_rules += strstr(p.rules[i].s, "tproxy") != NULL;
 	}
 	for (i = 0; i < p.n_rules && i < N_WANT; i++) {
@@ -845,6 +976,164 @@ test_update(void)
 	free(buf);
 }
 
+static struct weft_nft_udp
+udp(const char *src, const char *dst, uint16_t lo, uint16_t hi,
+    const char *comment)
+{
+	struct weft_nft_udp u;
+
+	memset(&u, 0, sizeof(u));
+	u.any_src = src == NULL;
+	if ((src != NULL && weft_ip_parse(src, &u.src) == -1) ||
+	    weft_ip_parse(dst, &u.dst) == -1)
+		abort();
+	u.port_lo = lo;
+	u.port_hi = hi;
+	snprintf(u.comment, sizeof(u.comment), "%s", comment);
+	return u;
+}
+
+static int
+count_set(const struct parsed *p, const char *set, uint16_t type)
+{
+	int i, n = 0;
+
+	for (i = 0; i < p->n_elems; i++)
+		n += strcmp(p->elems[i].set, set) == 0 &&
+		    p->elems[i].type == type;
+	return n;
+}
+
+static const struct elem *
+find_range(const struct parsed *p, const char *set, const char *key,
+    const char *key_end, uint16_t type)
+{
+	int i;
+
+	for (i = 0; i < p->n_elems; i++)
+		if (strcmp(p->elems[i].set, set) == 0 &&
+		    strcmp(p->elems[i].key, key) == 0 &&
+		    strcmp(p->elems[i].key_end, key_end) == 0 &&
+		    p->elems[i].type == type)
+			return &p->elems[i];
+	return NULL;
+}
+
+/* UDP grants: elements of the concatenated interval sets, merged, and
+ * updated by element diffs. */
+static void
+test_udp(void)
+{
+	struct weft_nft_config a, b;
+	struct weft_nft_udp ua[9], ub[5];
+	static struct parsed p;
+	const struct elem *e;
+	void *buf = malloc(BUFSZ);
+	size_t len;
+	int n, i, first_new = -1, last_del = -1;
+
+	base_config(&a);
+	ua[0] = udp("10.244.2.10", "10.244.1.10", 5000, 5010,
+	    "shop/api -> shop/web");
+	ua[1] = udp("10.244.1.12", "10.244.1.10", 53, 53,
+	    "tools/client -> shop/web");
+	/* overlaps ua[0]: one element 5000-5020 */
+	ua[2] = udp("10.244.2.10", "10.244.1.10", 5005, 5020,
+	    "shop/api -> shop/web");
+	/* touches 53: one element 53-54 */
+	ua[3] = udp("10.244.1.12", "10.244.1.10", 54, 54,
+	    "tools/client -> shop/web");
+	ua[4] = udp(NULL, "10.244.1.11", 0, 65535, "any source -> shop/api-2");
+	ua[5] = udp("fd00:10:244:2::10", "fd00:10:244:1::10", 7000, 7000,
+	    "shop/api -> shop/web");
+	ua[6] = udp("10.244.2.10", "10.244.1.10", 60, 50, "backwards");
+	ua[7] = udp("fd00::1", "10.244.1.10", 1, 1, "mixed families");
+	ua[8] = udp("10.244.1.12", "10.244.1.10", 53, 53,
+	    "tools/client -> shop/web");		/* duplicate */
+	a.udp = ua;
+	a.n_udp = 9;
+
+	len = weft_nft_build_apply_batch(&a, buf, BUFSZ, 1);
+	ok(len > 0, "apply with UDP grants built");
+	parse_batch(buf, len, &p);
+	is_int(p.bad, 0, "UDP elements parse back");
+	is_int(count_set(&p, "udp-allow-v4", NFT_MSG_NEWSETELEM), 2,
+	    "v4 grants: overlapping and touching ranges merged, duplicate once");
+	e = find_range(&p, "udp-allow-v4", "10.244.2.10 . 10.244.1.10 . 5000",
+	    "10.244.2.10 . 10.244.1.10 . 5020", NFT_MSG_NEWSETELEM);
+	ok(e != NULL, "5000-5010 + 5005-5020: one element, key and key_end");
+	ok(e && strcmp(e->comment, "shop/api -> shop/web") == 0 &&
+	    e->flags == 0, "commented, no interval-end flag (pipapo)");
+	ok(find_range(&p, "udp-allow-v4", "10.244.1.12 . 10.244.1.10 . 53",
+	    "10.244.1.12 . 10.244.1.10 . 54", NFT_MSG_NEWSETELEM),
+	    "53 + 54: one element 53-54");
+	e = find_range(&p, "udp-allow-v6",
+	    "fd00:10:244:2::10 . fd00:10:244:1::10 . 7000",
+	    "fd00:10:244:2::10 . fd00:10:244:1::10 . 7000", NFT_MSG_NEWSETELEM);
+	ok(e != NULL, "v6 grant in the v6 set, single port: key_end == key");
+	is_int(count_set(&p, "udp-allow-v6", NFT_MSG_NEWSETELEM), 1,
+	    "mixed-family grant dropped");
+	e = find_range(&p, "udp-allow-any-v4", "10.244.1.11 . 0",
+	    "10.244.1.11 . 65535", NFT_MSG_NEWSETELEM);
+	ok(e && strcmp(e->comment, "any source -> shop/api-2") == 0,
+	    "grant to every source: destination . 0-65535");
+	is_int(count_set(&p, "udp-allow-any-v6", NFT_MSG_NEWSETELEM), 0,
+	    "no v6 grant to every source");
+	is_int(p.n_rules, N_WANT, "grants change no rule");
+
+	/* b: api's range widens (delete + add), client's grant goes, a new
+	 * source arrives, the open pod's comment changes, v6 stays. */
+	base_config(&b);
+	ub[0] = udp("10.244.2.10", "10.244.1.10", 5000, 5030,
+	    "shop/api -> shop/web");
+	ub[1] = udp("10.244.2.11", "10.244.1.10", 53, 53,
+	    "shop/api -> shop/web");
+	ub[2] = udp(NULL, "10.244.1.11", 0, 65535, "any source -> shop/api-3");
+	ub[3] = ua[5];
+	ub[4] = ua[2];		/* inside ub[0]: merged away */
+	b.udp = ub;
+	b.n_udp = 5;
+	ok(weft_nft_config_same_rules(&a, &b), "same_rules: grants only differ");
+	n = weft_nft_build_update_batch(&a, &b, buf, BUFSZ, 1, &len);
+	parse_batch(buf, len, &p);
+	is_int(p.bad, 0, "UDP update parses back");
+	is_int(n, 6, "update: 6 element messages");
+	is_int(p.n_rules + p.n_sets + p.n_chains, 0, "update: elements only");
+	ok(find_range(&p, "udp-allow-v4", "10.244.2.10 . 10.244.1.10 . 5000",
+	    "10.244.2.10 . 10.244.1.10 . 5020", NFT_MSG_DELSETELEM) &&
+	    find_range(&p, "udp-allow-v4", "10.244.2.10 . 10.244.1.10 . 5000",
+	    "10.244.2.10 . 10.244.1.10 . 5030", NFT_MSG_NEWSETELEM),
+	    "widened range: old element deleted, new one added");
+	ok(find_range(&p, "udp-allow-v4", "10.244.1.12 . 10.244.1.10 . 53",
+	    "10.244.1.12 . 10.244.1.10 . 54", NFT_MSG_DELSETELEM),
+	    "revoked grant deleted with its exact range");
+	e = find_range(&p, "udp-allow-v4", "10.244.2.11 . 10.244.1.10 . 53",
+	    "10.244.2.11 . 10.244.1.10 . 53", NFT_MSG_NEWSETELEM);
+	ok(e && (e->nlflags & NLM_F_EXCL) &&
+	    strcmp(e->comment, "shop/api -> shop/web") == 0,
+	    "new grant added, exclusive, commented");
+	ok(find_range(&p, "udp-allow-any-v4", "10.244.1.11 . 0",
+	    "10.244.1.11 . 65535", NFT_MSG_DELSETELEM) &&
+	    (e = find_range(&p, "udp-allow-any-v4", "10.244.1.11 . 0",
+	    "10.244.1.11 . 65535", NFT_MSG_NEWSETELEM)) &&
+	    strcmp(e->comment, "any source -> shop/api-3") == 0,
+	    "comment change: delete then add");
+	is_int(count_set(&p, "udp-allow-v6", NFT_MSG_NEWSETELEM) +
+	    count_set(&p, "udp-allow-v6", NFT_MSG_DELSETELEM), 0,
+	    "unchanged v6 grant untouched");
+	for (i = 0; i < p.n_types; i++) {
+		if (p.types[i] == NFT_MSG_DELSETELEM)
+			last_del = i;
+		if (p.types[i] == NFT_MSG_NEWSETELEM && first_new < 0)
+			first_new = i;
+	}
+	ok(last_del >= 0 && first_new > last_del,
+	    "every deletion before any addition");
+	n = weft_nft_build_update_batch(&b, &b, buf, BUFSZ, 1, &len);
+	is_int(n, 0, "same grants: nothing to send");
+	free(buf);
+}
+
 static void
 test_same_rules_sort(void)
 {
@@ -984,6 +1273,7 @@ main(void)
 {
 	test_apply();
 	test_update();
+	test_udp();
 	test_same_rules_sort();
 	test_route();
 	return tap_done();

@@ -666,6 +666,9 @@ add_svc_port(struct weft_snap_service *v, uint16_t port, uint16_t target,
 /* node-a (us): 10.244.1.0/24 [+ 127.0.0.0/8]; node-b: 10.244.2.0/24.
  * lo_port != 0 adds pod "lo" at 127.0.0.1 (port "http" = lo_port) and
  * service lo-svc 10.96.0.20:80 -> "http". */
+/* The mode of namespace "default" in make_gen's generations. */
+static enum weft_access_mode ns_mode = WEFT_ACCESS_PERMISSIVE;
+
 static struct weft_gen *
 make_gen(uint64_t generation, bool lo_cidr, uint16_t lo_port)
 {
@@ -689,6 +692,13 @@ make_gen(uint64_t generation, bool lo_cidr, uint16_t lo_port)
 	s->nodes[1].n_pod_cidrs = 1;
 	weft_cidr_parse("10.244.2.0/24", &s->nodes[1].pod_cidrs[0]);
 
+	/* Namespace "default" is meshed and permissive: these tests are
+	 * about relaying; enforcement has its own tests. */
+	s->namespaces = calloc(1, sizeof(*s->namespaces));
+	s->n_namespaces = 1;
+	s->namespaces[0].name = xs("default");
+	s->namespaces[0].meshed = true;
+	s->namespaces[0].access_mode = ns_mode;
 	add_pod(s, "web-1", "node-a", "10.244.1.10", "web", "http", 9090);
 	add_pod(s, "web-2", "node-b", "10.244.2.10", "web", "http", 9090);
 	add_pod(s, "client", "node-a", "10.244.1.5", "client", NULL, 0);
@@ -807,6 +817,7 @@ test_decide(void)
 		sa_of(t->dst, t->dport, &dst);
 		weft_decide(g, t->dir, (struct sockaddr *)&src,
 		    (struct sockaddr *)&dst, 4444, &rc, &d);
+		weft_decision_clear(&d);
 		weft_sockaddr_str((struct sockaddr *)&d.d_upstream, up,
 		    sizeof(up));
 		is_str(weft_verdict_name(d.d_verdict),
@@ -828,6 +839,7 @@ test_decide(void)
 	for (k = 0; k < 64; k++) {
 		weft_decide(g, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
 		    (struct sockaddr *)&dst, 4444, &rc, &d);
+		weft_decision_clear(&d);
 		weft_sockaddr_str((struct sockaddr *)&d.d_upstream, up,
 		    sizeof(up));
 		seen1 += strcmp(up, "10.244.1.10:8080") == 0;
@@ -841,17 +853,63 @@ test_decide(void)
 	sa_of("10.244.2.10", 8080, &dst);
 	weft_decide(g, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
 	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	weft_decision_clear(&d);
 	ok(!d.d_transparent, "transparency off when configured off");
 
 	weft_decide(NULL, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
 	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	weft_decision_clear(&d);
 	is_str(weft_verdict_name(d.d_verdict), "hold",
 	    "no generation yet -> hold");
 	sa_of("10.244.2.10", 15001, &dst);
 	weft_decide(NULL, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
 	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	weft_decision_clear(&d);
 	is_str(weft_verdict_name(d.d_verdict), "refuse",
 	    "self-connect is refused even without a generation");
+	weft_gen_unref(g);
+
+	/* The destination's policy, decided in process for local pods. */
+	ns_mode = WEFT_ACCESS_ENFORCE;
+	g = make_gen(1, false, 0);
+	rc.rc_tunnel_port = 0;
+	sa_of("10.244.1.10", 8080, &dst);
+	weft_decide(g, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	ok(d.d_verdict == WEFT_VERDICT_CONNECT && d.d_flow != NULL,
+	    "same node: connect, with a flow for the policy");
+	if (d.d_flow != NULL) {
+		is_str(d.d_flow->fl_src_sa, "default", "  source: the pod's "
+		    "service account");
+		is_int(d.d_flow->fl_port, 8080, "  the pod's port");
+	}
+	is_int(d.d_policy, WEFT_POLICY_DENY, "  no TrafficTarget: denied (%s)",
+	    d.d_why);
+	weft_decision_clear(&d);
+	ok(d.d_flow == NULL, "  weft_decision_clear frees the flow");
+	sa_of("10.244.1.7", 40000, &src);
+	weft_decide(g, WEFT_DIR_INBOUND, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	ok(d.d_flow != NULL && d.d_flow->fl_src_sa[0] == '\0',
+	    "inbound plaintext: unauthenticated");
+	is_int(d.d_policy, WEFT_POLICY_DENY, "  denied by default (%s)",
+	    d.d_why);
+	weft_decision_clear(&d);
+	sa_of("10.244.1.5", 40000, &src);
+	sa_of("10.244.2.10", 8080, &dst);
+	weft_decide(g, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	ok(d.d_flow == NULL, "another node's pod: its node decides");
+	weft_decision_clear(&d);
+	weft_gen_unref(g);
+	ns_mode = WEFT_ACCESS_PERMISSIVE;
+	g = make_gen(1, false, 0);
+	sa_of("10.244.1.10", 8080, &dst);
+	weft_decide(g, WEFT_DIR_OUTBOUND, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, 4444, &rc, &d);
+	is_int(d.d_policy, WEFT_POLICY_ALLOW, "permissive namespace: allowed "
+	    "(%s)", d.d_why);
+	weft_decision_clear(&d);
 	weft_gen_unref(g);
 }
 

@@ -47,7 +47,7 @@ t_decide(void *arg, const struct weft_policy_http *req, char *why,
 	if (t->deny_prefix[0] != '\0' && req->path_len >=
 	    strlen(t->deny_prefix) && memcmp(req->path, t->deny_prefix,
 	    strlen(t->deny_prefix)) == 0) {
-		snprintf(why, whylen, "test says no");
+		snprintf(why, whylen, "test says no");	/* sanitised in the header */
 		return false;
 	}
 	return true;
@@ -161,10 +161,10 @@ take(struct evbuffer *b)
 }
 
 #define DENIAL_KA	"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n" \
-	"content-length: 37\r\nx-weft-denied: policy\r\n\r\n"		\
+	"content-length: 37\r\nx-weft-denied: test-says-no\r\n\r\n"		\
 	"403 Forbidden: denied by mesh policy\n"
 #define DENIAL_CLOSE	"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n" \
-	"content-length: 37\r\nx-weft-denied: policy\r\n"		\
+	"content-length: 37\r\nx-weft-denied: test-says-no\r\n"		\
 	"connection: close\r\n\r\n"					\
 	"403 Forbidden: denied by mesh policy\n"
 
@@ -460,6 +460,43 @@ t_queue_and_eof(void)
 	run_free(&r);
 }
 
+static void
+t_sniff(void)
+{
+	struct t_run r;
+
+	run_init(&r, "/admin");
+	weft_h1_set_sniff(r.f, true);
+	is_int(client(&r, "\x16\x03\x01\x02\x00hello", 3), WEFT_H1_OK,
+	    "sniffing: a TLS hello is not a reset");
+	is_str(take(r.to_server), "\x16\x03\x01\x02\x00hello", "it passes "
+	    "as it is, even cut in pieces");
+	ok(weft_h1_is_opaque(r.f), "and the connection is opaque");
+	server(&r, "\x16\x03\x03 server", 0);
+	is_str(take(r.to_client), "\x16\x03\x03 server", "both ways");
+	run_free(&r);
+
+	run_init(&r, "/admin");
+	weft_h1_set_sniff(r.f, true);
+	server(&r, "220 smtp ready\r\n", 0);
+	is_str(take(r.to_client), "220 smtp ready\r\n", "sniffing: a server "
+	    "that speaks first passes");
+	ok(weft_h1_is_opaque(r.f), "opaque");
+	client(&r, "EHLO x\r\n", 0);
+	is_str(take(r.to_server), "EHLO x\r\n", "and so does its client");
+	run_free(&r);
+
+	run_init(&r, "/admin");
+	weft_h1_set_sniff(r.f, true);
+	client(&r, REQ_A REQ_ADMIN, 0);
+	ok(!weft_h1_is_opaque(r.f), "sniffing: HTTP is followed");
+	is_str(take(r.to_server), REQ_A, "and still decided per request");
+	server(&r, RESP_A, 0);
+	is_str(take(r.to_client), RESP_A DENIAL_KA, "a withdrawn permission "
+	    "is a 403, not a reset");
+	run_free(&r);
+}
+
 int
 main(void)
 {
@@ -477,5 +514,6 @@ main(void)
 	t_close_semantics();
 	t_upgrade();
 	t_queue_and_eof();
+	t_sniff();
 	return tap_done();
 }

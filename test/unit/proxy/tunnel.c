@@ -165,6 +165,9 @@ add_pod(struct weft_snapshot *s, const char *name, const char *node,
 	weft_ip_parse(ip, &p->ip);
 }
 
+/* The mode of namespace "default" in make_gen's generations. */
+static enum weft_access_mode ns_mode = WEFT_ACCESS_PERMISSIVE;
+
 static struct weft_gen *
 make_gen(const char *self)
 {
@@ -186,6 +189,13 @@ make_gen(const char *self)
 	s->nodes[1].pod_cidrs = calloc(1, sizeof(struct weft_cidr));
 	s->nodes[1].n_pod_cidrs = 1;
 	weft_cidr_parse("127.0.0.2/31", &s->nodes[1].pod_cidrs[0]);
+	/* Namespace "default" is meshed and permissive: these tests are
+	 * about relaying; enforcement has its own tests. */
+	s->namespaces = calloc(1, sizeof(*s->namespaces));
+	s->n_namespaces = 1;
+	s->namespaces[0].name = xs("default");
+	s->namespaces[0].meshed = true;
+	s->namespaces[0].access_mode = ns_mode;
 	add_pod(s, "front", "node-a", "127.0.0.1", "frontend");
 	add_pod(s, "back", "node-b", "127.0.0.3", "backend");
 	add_pod(s, "db", "node-b", "127.0.0.4", "db");
