@@ -95,9 +95,16 @@ socks = []
 for i in range(n):
     s = socket.create_connection((host, port), timeout=10)
     socks.append(s)
-for s in socks:		# the greeting: the stream is up end to end
-    if not s.recv(64).startswith(b"hello from"):
-        sys.exit("bad greeting")
+for i, s in enumerate(socks):	# the greeting: the stream is up end to end
+    got = b""
+    while b"\n" not in got:	# a byte stream: it may come in pieces
+        b = s.recv(128)
+        if not b:
+            break
+        got += b
+    if not got.startswith(b"hello from"):
+        sys.exit("bad greeting on connection %d of %d (%s): %r" % (
+            i, n, s.getsockname(), got))
 open(ready, "w").close()
 for i in range(600):
     if os.path.exists(stop):
