@@ -65,6 +65,15 @@ spec:
   - name: app
     ports: [ { name: http, containerPort: 8080 } ]
 status: { podIP: 10.244.2.20 }
+---
+# SMI access control is deny by default: let the client call it.
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: { name: fresh-callers, namespace: shop }
+spec:
+  destination: { kind: ServiceAccount, name: fresh, namespace: shop }
+  rules: [ { kind: TCPRoute, name: any-port } ]
+  sources: [ { kind: ServiceAccount, name: client, namespace: tools } ]
 YAML
 lab apply "$IT_TMP/fresh.yaml" >/dev/null
 wait_for -t 15 test -s "$(idfile node-2 shop fresh)"

@@ -60,8 +60,9 @@ assert_match "$out" "node-9.* is not a Node" "pod on an unknown node"
 printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: twin, namespace: shop}\nspec: {nodeName: node-1}\nstatus: {podIP: %s}\n' "$IP_WEB" >"$IT_TMP/dup.yaml"
 out=$(lab apply "$IT_TMP/dup.yaml" 2>&1) && fail "an overlapping podIP was applied"
 assert_match "$out" "overlapping podIPs" "overlapping podIPs"
-set +e; lab kubeconfig >/dev/null 2>&1; rc=$?; set -e
-assert_eq "$rc" 2 "kubeconfig exit status"
+kc=$(lab kubeconfig) || fail "weft-lab kubeconfig failed"
+[[ -s $kc ]] || fail "kubeconfig $kc is missing or empty"
+grep -Eq "\"server\": \"https://" "$kc" || fail "kubeconfig $kc names no https server"
 
 pretty "apply and delete a pod"
 cat >"$IT_TMP/extra.yaml" <<YAML
