@@ -673,7 +673,12 @@ conn_pump(struct weft_half *h)
 	if (c->cn_state != WEFT_CONN_RELAY || h->h_bev == NULL ||
 	    p->h_bev == NULL || p->h_state == WEFT_HALF_FAILED)
 		return;
-	if (c->cn_sniff && c->cn_h1 == NULL) {
+	/* Only bytes decide: a pump with nothing read (conn_connected's,
+	 * before the client's first request arrived) must not end the
+	 * sniffing, or a keep-alive connection let in at L4 would not be
+	 * followed and a revoked permission would reset it (A-5). */
+	if (c->cn_sniff && c->cn_h1 == NULL &&
+	    evbuffer_get_length(bufferevent_get_input(h->h_bev)) > 0) {
 		unsigned char b0;
 
 		/* The first bytes decide: a method starts with an upper-case
@@ -1278,7 +1283,7 @@ conn_to_denier(struct weft_conn *c, const struct weft_decision *d)
 	evtimer_del(c->cn_timer);
 	weft_deny_take(cx, fd, pending, rd_eof, c->cn_id, c->cn_dir, line,
 	    &c->cn_start, &c->cn_src, &c->cn_dst, c->cn_listen_port,
-	    d->d_token, NULL);
+	    d->d_token, NULL, false);
 	evbuffer_free(pending);
 	event_free(c->cn_timer);
 	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
@@ -1316,6 +1321,10 @@ conn_h1_done(void *arg, const struct weft_h1_exchange *ex)
 	if (sh == NULL)
 		return;
 	if (ex->denied || ex->bad) {
+		/* A router's upstream: the router relays the 403 and counts
+		 * it on the caller's side (proxy/router.c). */
+		if (c->cn_adopt & WEFT_ADOPT_UPSTREAM)
+			return;
 		weft_metrics_flow_request(sh, c->cn_mflow[0] != NULL ?
 		    c->cn_mflow[0] : c->cn_mflow[1], ex->status,
 		    ex->duration_s, ex->why);

@@ -67,6 +67,8 @@ struct weft_denier {
 	bool		 dn_any;		/* a byte came */
 	bool		 dn_adopt;		/* decide again: back to conn.c */
 	uint64_t	 dn_gen;		/* generation of the denial */
+	bool		 dn_remote;		/* another node decided: ask it
+						 * again for each later request */
 	struct sockaddr_storage dn_src;
 	struct sockaddr_storage dn_dst;
 	uint16_t	 dn_listen_port;
@@ -96,7 +98,8 @@ deny_decide(void *arg, const struct weft_policy_http *req, char *why,
 
 	/* A new generation: this request and what follows go back to be
 	 * decided again (their bytes land in dn_null). */
-	if (dn->dn_adopt || deny_generation() != dn->dn_gen) {
+	if (dn->dn_adopt || deny_generation() != dn->dn_gen ||
+	    (dn->dn_remote && weft_h1_requests(dn->dn_h1) > 1)) {
 		dn->dn_adopt = true;
 		return true;
 	}
@@ -337,7 +340,7 @@ weft_deny_take(struct weft_conn_ctx *cx, int fd, struct evbuffer *pending,
     bool rd_eof, const char *id, enum weft_conn_dir dir, const char *line,
     const struct timespec *start, const struct sockaddr_storage *src,
     const struct sockaddr_storage *dst, uint16_t listen_port,
-    const char *token, struct weft_metrics_flow *mflow)
+    const char *token, struct weft_metrics_flow *mflow, bool remote)
 {
 	struct weft_denier *dn;
 	struct sockaddr_storage self;
@@ -348,6 +351,7 @@ weft_deny_take(struct weft_conn_ctx *cx, int fd, struct evbuffer *pending,
 		goto fail;
 	}
 	dn->dn_token = token != NULL ? token : "denied";
+	dn->dn_remote = remote;
 	/* A router's upstream (one end of a socketpair) relays our 403s and
 	 * records them itself. */
 	if (mflow != NULL)

@@ -159,13 +159,17 @@ struct weft_metrics_flow;
  * route=...") and start are for its log line, which it writes and counts
  * (reason denied) when it ends.  token: the denial's reason for metrics;
  * mflow: the connection's metrics flow, taken (NULL: the denier makes one,
- * unless its client is a router's upstream, which records for itself). */
+ * unless its client is a router's upstream, which records for itself).
+ * remote: another node decided (it refused the tunnel's CONNECT) on its own
+ * generation, which this node cannot watch: only the request that met the
+ * refusal is answered here, every later one is decided again from scratch
+ * (a new CONNECT), so a permission granted meanwhile is seen. */
 void	weft_deny_take(struct weft_conn_ctx *cx, int fd,
 	    struct evbuffer *pending, bool rd_eof, const char *id,
 	    enum weft_conn_dir dir, const char *line,
 	    const struct timespec *start, const struct sockaddr_storage *src,
 	    const struct sockaddr_storage *dst, uint16_t listen_port,
-	    const char *token, struct weft_metrics_flow *mflow);
+	    const char *token, struct weft_metrics_flow *mflow, bool remote);
 /* The other way (conn.c): a connection a denier gives back once the
  * generation changed, with the bytes not yet decided (pending, drained);
  * it is decided again as if just accepted. */

@@ -122,6 +122,15 @@ struct rt_up {
 	llhttp_t	 u_resp;
 	bool		 u_resp_head;		/* pause reasons */
 	bool		 u_resp_done;
+	/* The response's x-weft-denied header: a 403 the mesh answered
+	 * (the destination's policy, A-23), counted as a denial here, on
+	 * the caller's side.  u_hname: the header name being read. */
+	char		 u_hname[16];
+	size_t		 u_hname_len;		/* SIZE_MAX: name complete */
+	bool		 u_in_denied;		/* reading its value */
+	bool		 u_is_denied;		/* the header was there */
+	char		 u_denied[32];		/* its value: the reason token */
+	size_t		 u_denied_len;
 };
 
 TAILQ_HEAD(rt_up_list, rt_up);
@@ -181,6 +190,8 @@ struct rt_conn {
 	bool		 r_close_after;		/* close once flushed */
 	uint8_t		 r_method;		/* llhttp_method_t */
 	int		 r_status;
+	bool		 r_denied;		/* a 403 of the mesh (x-weft-denied) */
+	char		 r_deny_reason[32];
 	double		 r_latency;		/* A-19, seconds */
 	struct timespec	 r_req_start;
 	struct rt_up	*r_up;
@@ -200,6 +211,11 @@ struct rt_conn {
 	uint64_t	 r_recv_bytes;		/* to the client */
 	char		 r_route[400];		/* last request's route */
 	const char	*r_reason;
+	/* The outbound side's TCP series of this connection (weft/metrics.h):
+	 * opened at its first request, labelled with the endpoint chosen
+	 * then and the root Service; owned, NULL when not observed. */
+	struct weft_metrics_flow *r_mflow;
+	bool		 r_observed;
 };
 
 TAILQ_HEAD(rt_conn_list, rt_conn);
@@ -222,6 +238,7 @@ static void	rt_pump(struct rt_conn *);
 static void	rt_close(struct rt_conn *, const char *);
 static void	rt_close_later(struct rt_conn *, const char *, bool);
 static void	rt_timercb(evutil_socket_t, short, void *);
+static void	rt_observe(struct rt_conn *, const struct weft_endpoint *);
 static void	rt_up_detach(struct rt_up *);
 static void	rt_route(struct rt_conn *);
 static void	rt_try_endpoint(struct rt_conn *);
@@ -233,6 +250,9 @@ static int	rt_on_header_field(llhttp_t *, const char *, size_t);
 static int	rt_on_header_value(llhttp_t *, const char *, size_t);
 static int	rt_on_headers_complete(llhttp_t *);
 static int	rt_on_message_complete(llhttp_t *);
+static int	rt_on_resp_message_begin(llhttp_t *);
+static int	rt_on_resp_header_field(llhttp_t *, const char *, size_t);
+static int	rt_on_resp_header_value(llhttp_t *, const char *, size_t);
 static int	rt_on_resp_headers_complete(llhttp_t *);
 static int	rt_on_resp_message_complete(llhttp_t *);
 
@@ -246,6 +266,9 @@ static const llhttp_settings_t rt_req_settings = {
 };
 
 static const llhttp_settings_t rt_resp_settings = {
+	.on_message_begin = rt_on_resp_message_begin,
+	.on_header_field = rt_on_resp_header_field,
+	.on_header_value = rt_on_resp_header_value,
 	.on_headers_complete = rt_on_resp_headers_complete,
 	.on_message_complete = rt_on_resp_message_complete,
 };
@@ -586,6 +609,7 @@ rt_answer(struct rt_conn *r, int status, const char *why, bool close)
 		n = (int)strlen(body);
 	if (!r->r_req_ka || r->r_bad || r->r_upgrade)
 		close = true;
+	rt_observe(r, NULL);
 	if (r->r_expect)
 		close = true;
 	k = evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
@@ -902,6 +926,25 @@ rt_release(struct rt_conn *r)
 	}
 }
 
+/* The connection's outbound TCP series, once: labelled by the endpoint of
+ * its first request (NULL: none could be chosen) and the root Service. */
+static void
+rt_observe(struct rt_conn *r, const struct weft_endpoint *ep)
+{
+	struct sockaddr_storage up;
+	socklen_t len;
+
+	if (r->r_observed)
+		return;
+	r->r_observed = true;
+	if (ep != NULL && ep->pod != NULL)
+		weft_ip_to_sockaddr(&ep->pod->ip, ep->port, &up, &len);
+	r->r_mflow = weft_observe_flow(r->r_rt->rt_cx, r->r_gen,
+	    WEFT_METRICS_OUTBOUND, (struct sockaddr *)&r->r_src, NULL, NULL,
+	    (struct sockaddr *)&r->r_dst, ep != NULL && ep->pod != NULL ?
+	    (struct sockaddr *)&up : NULL);
+}
+
 /* Write what waits for the upstream, now open. */
 static void
 rt_send(struct rt_conn *r)
@@ -914,9 +957,10 @@ rt_send(struct rt_conn *r)
 	u->u_resp.data = u;
 	u->u_resp_done = false;
 	evbuffer_add_buffer(bufferevent_get_output(u->u_bev), r->r_head);
-	bufferevent_enable(u->u_bev, EV_READ);
-	/* Body bytes that waited in the client's input. */
-	rt_pump(r);
+	bufferevent_enable(u->u_bev, EV_READ | EV_WRITE);
+	/* Body bytes that waited in the client's input: from the loop (we
+	 * may be inside rt_parse). */
+	event_active(r->r_ev, EV_TIMEOUT, 0);
 }
 
 /* The endpoint for this request (again, after a failure), then an
@@ -942,6 +986,7 @@ rt_try_endpoint(struct rt_conn *r)
 			rt_answer(r, 503, c->why, false);
 		return;
 	}
+	rt_observe(r, &c->ep);
 	if (c->state != NULL) {
 		weft_lb_ep_acquire(c->state);
 		r->r_acq = c->state;
@@ -991,6 +1036,7 @@ rt_route(struct rt_conn *r)
 	r->r_sent = false;
 	r->r_resp_started = false;
 	r->r_status = 0;
+	r->r_denied = false;
 	r->r_ntried = 0;
 	weft_gen_unref(r->r_gen);
 	r->r_gen = weft_gen_current();
@@ -1088,6 +1134,62 @@ rt_up_evcb(evutil_socket_t fd, short what, void *arg)
 /* --- responses ------------------------------------------------------------------ */
 
 static int
+rt_on_resp_message_begin(llhttp_t *p)
+{
+	struct rt_up *u = p->data;
+
+	u->u_hname_len = 0;
+	u->u_in_denied = false;
+	u->u_is_denied = false;
+	u->u_denied[0] = '\0';
+	u->u_denied_len = 0;
+	return 0;
+}
+
+static int
+rt_on_resp_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct rt_up *u = p->data;
+
+	if (u->u_in_denied || u->u_hname_len == SIZE_MAX) {
+		/* a value was read: this is a new name */
+		u->u_in_denied = false;
+		u->u_hname_len = 0;
+	}
+	if (u->u_hname_len + len <= sizeof(u->u_hname))
+		memcpy(u->u_hname + u->u_hname_len, at, len);
+	u->u_hname_len += len;
+	return 0;
+}
+
+static int
+rt_on_resp_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct rt_up *u = p->data;
+	size_t n;
+
+	if (u->u_hname_len != SIZE_MAX) {
+		u->u_in_denied = u->u_hname_len == 13 &&
+		    strncasecmp(u->u_hname, "x-weft-denied", 13) == 0;
+		u->u_hname_len = SIZE_MAX;	/* the name is complete */
+		if (u->u_in_denied) {
+			u->u_is_denied = true;
+			u->u_denied_len = 0;
+			u->u_denied[0] = '\0';
+		}
+	}
+	if (!u->u_in_denied)
+		return 0;
+	n = sizeof(u->u_denied) - 1 - u->u_denied_len;
+	if (len < n)
+		n = len;
+	memcpy(u->u_denied + u->u_denied_len, at, n);
+	u->u_denied_len += n;
+	u->u_denied[u->u_denied_len] = '\0';
+	return 0;
+}
+
+static int
 rt_on_resp_headers_complete(llhttp_t *p)
 {
 	struct rt_up *u = p->data;
@@ -1099,6 +1201,16 @@ rt_on_resp_headers_complete(llhttp_t *p)
 		return 0;
 	r->r_status = status;
 	r->r_latency = rt_since(&r->r_req_start);
+	r->r_denied = status == 403 && u->u_is_denied;
+	if (r->r_denied) {
+		size_t n = u->u_denied_len;
+
+		while (n > 0 && (u->u_denied[n - 1] == ' ' ||
+		    u->u_denied[n - 1] == '\t'))
+			n--;
+		snprintf(r->r_deny_reason, sizeof(r->r_deny_reason), "%.*s",
+		    (int)n, u->u_denied);
+	}
 	if (r->r_method == HTTP_HEAD)
 		return 1;
 	if (r->r_method == HTTP_CONNECT && status >= 200 && status < 300)
@@ -1166,6 +1278,13 @@ rt_exchange_end(struct rt_conn *r)
 			m.split_apex = c->root->name;
 		m.status = r->r_status;
 		m.duration_s = r->r_latency;
+		if (r->r_denied) {
+			/* the destination denied it (A-23): counted here, on
+			 * the caller's side; the callee's node does not */
+			m.denied = true;
+			m.reason = r->r_deny_reason[0] != '\0' ?
+			    r->r_deny_reason : "policy";
+		}
 		weft_metrics_request(cx->cx_metrics, &m);
 	}
 	log_debug("conn %s: %s -> %d (%s)", r->r_id,
@@ -1365,8 +1484,11 @@ rt_up_eventcb(struct bufferevent *bev, short what, void *arg)
 	}
 	if ((what & BEV_EVENT_EOF) && r->r_resp_started && !u->u_resp_done) {
 		/* A response delimited by the close ends here. */
+		llhttp_errno_t fe;
+
 		u->u_resp_done = false;
-		if (llhttp_finish(&u->u_resp) == HPE_OK && u->u_resp_done) {
+		fe = llhttp_finish(&u->u_resp);
+		if ((fe == HPE_OK || fe == HPE_PAUSED) && u->u_resp_done) {
 			r->r_resp_ka = false;
 			r->r_resp_done = true;
 			rt_up_detach(u);
@@ -1621,6 +1743,9 @@ rt_close(struct rt_conn *r, const char *reason)
 		    (unsigned long long)r->r_recv_bytes,
 		    rt_since(&r->r_start) * 1e3, reason);
 	rt_release(r);
+	weft_metrics_flow_close(rt->rt_cx->cx_metrics, r->r_mflow,
+	    r->r_sent_bytes, r->r_recv_bytes);
+	r->r_mflow = NULL;
 	if (r->r_up != NULL) {
 		struct rt_up *u = r->r_up;
 

@@ -736,7 +736,6 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	int n, i;
 
 	(void)what;
-	st->ts_sniff = false;		/* the pod spoke first: not HTTP */
 	/* Through the filter, the pod's bytes land in ts_rresp first. */
 	bp = st->ts_h1 != NULL ? &st->ts_rresp : &st->ts_in;
 	if (*bp == NULL && (*bp = evbuffer_new()) == NULL) {
@@ -796,6 +795,7 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 		    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
 		return;
 	}
+	st->ts_sniff = false;		/* the pod spoke first: not HTTP */
 	if ((size_t)r == want && st->ts_rdsize < TUN_READ_CHUNK)
 		st->ts_rdsize *= 2;
 	else if ((size_t)r < st->ts_rdsize / 4 && st->ts_rdsize > TUN_READ_MIN)
@@ -1300,7 +1300,7 @@ ts_to_denier(struct tun_stream *st)
 		tun_sa_get(&st->ts_dst, &sdst);
 		weft_deny_take(tn->tn_cx, fd, st->ts_in, st->ts_rd_eof,
 		    st->ts_name, WEFT_DIR_OUTBOUND, line, &st->ts_start, &ssrc,
-		    &sdst, 0, "refused-by-destination", st->ts_mflow);
+		    &sdst, 0, "refused-by-destination", st->ts_mflow, true);
 		st->ts_mflow = NULL;
 	}
 }

@@ -871,6 +871,52 @@ static const struct smi_case split_cases[] = {
     "f:4000,g:8192,h:1 matches=" },
   { NULL }, { NULL } },
 
+{ "TrafficSplit: the same 3:1 shares written in every version (§8.3)", false,
+"apiVersion: split.smi-spec.io/v1alpha1\n"
+"kind: TrafficSplit\n"
+"metadata: {name: a1, namespace: s}\n"
+"spec: {service: web1, backends: [{service: v1, weight: 750m}, "
+    "{service: v2, weight: 250m}]}\n"
+"---\n"
+"apiVersion: split.smi-spec.io/v1alpha1\n"
+"kind: TrafficSplit\n"
+"metadata: {name: a2, namespace: s}\n"
+"spec: {service: web2, backends: [{service: v1, weight: \"6\"}, "
+    "{service: v2, weight: 2000m}]}\n"
+"---\n"
+"apiVersion: split.smi-spec.io/v1alpha1\n"
+"kind: TrafficSplit\n"
+"metadata: {name: a3, namespace: s}\n"
+"spec: {service: web3, backends: [{service: v1, weight: 0.3}, "
+    "{service: v2, weight: 100m}, {service: v3, weight: 0m}]}\n"
+"---\n"
+"apiVersion: split.smi-spec.io/v1alpha2\n"
+"kind: TrafficSplit\n"
+"metadata: {name: b, namespace: s}\n"
+"spec: {service: web4, backends: [{service: v1, weight: 6}, "
+    "{service: v2, weight: 2}]}\n"
+"---\n"
+"apiVersion: split.smi-spec.io/v1alpha3\n"
+"kind: TrafficSplit\n"
+"metadata: {name: c, namespace: s}\n"
+"spec: {service: web5, backends: [{service: v1, weight: 75}, "
+    "{service: v2, weight: 25}]}\n"
+"---\n"
+"apiVersion: split.smi-spec.io/v1alpha4\n"
+"kind: TrafficSplit\n"
+"metadata: {name: d, namespace: s}\n"
+"spec: {service: web6, backends: [{service: v1, weight: 3}, "
+    "{service: v2, weight: 1}]}\n",
+  /* v1alpha1: milli-units over their GCD; v1alpha2-4: as written (a
+   * share is w / sum, A-15) */
+  { "TrafficSplit s/a1 svc=web1 created=0 backends=v1:3,v2:1 matches=",
+    "TrafficSplit s/a2 svc=web2 created=0 backends=v1:3,v2:1 matches=",
+    "TrafficSplit s/a3 svc=web3 created=0 backends=v1:3,v2:1,v3:0 matches=",
+    "TrafficSplit s/b svc=web4 created=0 backends=v1:6,v2:2 matches=",
+    "TrafficSplit s/c svc=web5 created=0 backends=v1:75,v2:25 matches=",
+    "TrafficSplit s/d svc=web6 created=0 backends=v1:3,v2:1 matches=" },
+  { NULL }, { NULL } },
+
 { "TrafficSplit v1alpha1: Quantities that are not weights", false,
 "apiVersion: split.smi-spec.io/v1alpha1\n"
 "kind: TrafficSplit\n"

@@ -39,10 +39,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "weft/balance.h"
 #include "weft/conn.h"
 #include "weft/gen.h"
 #include "weft/ip.h"
 #include "weft/log.h"
+#include "weft/metrics.h"
 #include "weft/proxy.h"
 #include "weft/snapshot.h"
 #include "proxy/proxy-int.h"
@@ -50,6 +52,7 @@
 
 static struct event_base *base;
 static struct weft_conn_ctx cx;
+static struct weft_metrics *reg;
 static uint16_t pod_port;
 
 /* --- the pods: tiny HTTP/1.1 servers ------------------------------------ */
@@ -58,6 +61,9 @@ enum srv_mode {
 	SRV_ANSWER = 0,		/* 200 with "<name> <path> <body bytes>" */
 	SRV_SWALLOW,		/* read the request, close without a word */
 	SRV_GREET,		/* a server-first protocol: "hello from NAME" */
+	SRV_EOF,		/* a response delimited by the close */
+	SRV_DENY,		/* the mesh's 403 (x-weft-denied), as a
+				 * destination's denier answers */
 };
 
 struct srv {
@@ -88,6 +94,9 @@ srv_conn_free(struct srv_conn *sc)
 	bufferevent_free(sc->bev);
 	free(sc);
 }
+
+static void	srv_flushcb(struct bufferevent *, void *);
+static void	srv_eventcb(struct bufferevent *, short, void *);
 
 static void
 srv_readcb(struct bufferevent *bev, void *arg)
@@ -122,6 +131,20 @@ srv_readcb(struct bufferevent *bev, void *arg)
 			srv_conn_free(sc);
 			return;
 		}
+		if (sc->s->mode == SRV_DENY) {
+			evbuffer_add_printf(bufferevent_get_output(bev),
+			    "HTTP/1.1 403 Forbidden\r\ncontent-length: 7\r\n"
+			    "x-weft-denied: no-traffic-target\r\n\r\ndenied\n");
+			continue;
+		}
+		if (sc->s->mode == SRV_EOF) {
+			evbuffer_add_printf(bufferevent_get_output(bev),
+			    "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+			    "%s until-eof", sc->s->name);
+			bufferevent_setcb(bev, NULL, srv_flushcb, srv_eventcb,
+			    sc);
+			return;
+		}
 		{
 			char body[256];
 			int n = snprintf(body, sizeof(body), "%s %s %zu\n",
@@ -132,6 +155,14 @@ srv_readcb(struct bufferevent *bev, void *arg)
 			    "X-Pod: %s\r\n\r\n%s", n, sc->s->name, body);
 		}
 	}
+}
+
+/* SRV_EOF: close once the response is out. */
+static void
+srv_flushcb(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		srv_conn_free(arg);
 }
 
 static void
@@ -712,8 +743,143 @@ test_half_close(void)
 	}
 	srv2.mode = SRV_ANSWER;
 	close(c);
+
+	diag("10. a response delimited by the server's close");
+	publish(16, 1, 0, false, "http");
+	srv1.mode = SRV_EOF;
+	evbuffer_drain(acc, evbuffer_get_length(acc));
+	c = client_open();
+	ok(get(c, acc, "/eof", NULL, &r) == 0 && r.status == 200,
+	    "200 (%d)", r.status);
+	ok(client_read(c, acc, &r) == -1 && r.closed, "then the connection "
+	    "closes, cleanly");
+	{
+		char all[128];
+		size_t n = evbuffer_remove(acc, all, sizeof(all) - 1);
+
+		all[n] = '\0';
+		is_str(all, "pod-1 until-eof", "the whole body, up to the close");
+	}
+	srv1.mode = SRV_ANSWER;
+	close(c);
 	spin(50);
 	evbuffer_free(acc);
+}
+
+/* The value of the sample of family with both labels (0 if none). */
+static double
+sample(const char *family, const char *l1, const char *l2)
+{
+	struct evbuffer *out = evbuffer_new();
+	const char *text, *p, *eol;
+	char line[1024];
+	double v = 0;
+	size_t n;
+
+	weft_metrics_write_prometheus(reg, out);
+	evbuffer_add(out, "", 1);
+	p = text = (const char *)evbuffer_pullup(out, -1);
+	while ((p = strstr(p, family)) != NULL) {
+		eol = strchr(p, '\n');
+		n = eol ? (size_t)(eol - p) : strlen(p);
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		p += n;
+		if (line[strlen(family)] != '{' || strstr(line, l1) == NULL ||
+		    (l2 != NULL && strstr(line, l2) == NULL))
+			continue;
+		v += strtod(strrchr(line, ' ') + 1, NULL);
+	}
+	evbuffer_free(out);
+	return v;
+}
+
+static void
+test_metrics(void)
+{
+	struct evbuffer *acc = evbuffer_new();
+	const char *den = "weft_policy_denials_total", *req =
+	    "weft_requests_total", *tcp = "weft_tcp_connections_opened_total";
+	const char *ob = "direction=\"outbound\"";
+	double d0, r0, t0;
+	struct resp r;
+	int c;
+
+	diag("11. metrics: the caller's side, denials relayed from the "
+	    "destination");
+	publish(17, 1, 0, false, "http");
+	d0 = sample(den, ob, "reason=\"no-traffic-target\"");
+	r0 = sample(req, ob, "destination_service=\"web-v1\",status_code="
+	    "\"200\"");
+	t0 = sample(tcp, ob, "destination_service=\"web\"");
+	srv1.mode = SRV_DENY;
+	c = client_open();
+	ok(get(c, acc, "/d1", NULL, &r) == 0 && r.status == 403 &&
+	    get(c, acc, "/d2", NULL, &r) == 0 && r.status == 403,
+	    "the destination's 403s relayed, the connection kept");
+	srv1.mode = SRV_ANSWER;
+	ok(get(c, acc, "/ok", NULL, &r) == 0 && r.status == 200, "then a 200");
+	close(c);
+	spin(50);
+	is_int(sample(den, ob, "reason=\"no-traffic-target\"") - d0, 2,
+	    "2 denials counted outbound with the destination's reason");
+	is_int(sample(req, ob, "destination_service=\"web-v1\",status_code="
+	    "\"200\"") - r0, 1, "the 200 counted, destination_service = the "
+	    "split's backend");
+	is_int(sample(tcp, ob, "destination_service=\"web\"") - t0, 1,
+	    "one outbound TCP connection: the client's, to the root service");
+	evbuffer_free(acc);
+}
+
+/* Opaque TCP is balanced per connection by the relay (decide.c, conn.c):
+ * a pod that refuses is ejected and the connection moves on, since
+ * nothing was sent to it. */
+static void
+test_tcp_retry(void)
+{
+	struct weft_lb_ep *e1, *e2;
+	struct weft_ip ip;
+	char buf[64];
+	ssize_t n;
+	int c, i, k, got2 = 0, fails = 0;
+
+	diag("12. TCP per connection: a refusing pod is ejected, the "
+	    "connection moves on");
+	publish(18, -1, -1, false, "tcp-echo");
+	srv_stop(&srv1);
+	spin(20);
+	srv2.mode = SRV_GREET;
+	/* pod-2 looks busy: the first choice is pod-1, which refuses */
+	weft_ip_parse("127.0.0.2", &ip);
+	e1 = weft_lb_ep_get(weft_conn_ctx_lb(&cx), &ip, pod_port);
+	weft_ip_parse("127.0.0.3", &ip);
+	e2 = weft_lb_ep_get(weft_conn_ctx_lb(&cx), &ip, pod_port);
+	weft_lb_ep_succeeded(e1);
+	weft_lb_ep_acquire(e2);
+	for (k = 0; k < 10; k++) {
+		c = client_open();
+		n = 0;
+		for (i = 0; i < 2000 && n <= 0; i++) {
+			event_base_loop(base, EVLOOP_NONBLOCK);
+			n = read(c, buf, sizeof(buf) - 1);
+			if (n == 0 || (n == -1 && errno != EAGAIN))
+				break;
+			usleep(500);
+		}
+		buf[n > 0 ? n : 0] = '\0';
+		if (strcmp(buf, "hello from pod-2\n") == 0)
+			got2++;
+		else
+			fails++;
+		close(c);
+		spin(5);
+	}
+	weft_lb_ep_release(e2);
+	is_int(fails, 0, "no connection failed");
+	is_int(got2, 10, "every one reached pod-2");
+	ok(weft_lb_ep_ejected(e1, weft_lb_now_ms()), "pod-1 was tried first, "
+	    "refused, and is ejected");
+	srv2.mode = SRV_ANSWER;
+	srv_start(&srv1);
 }
 
 int
@@ -729,6 +895,13 @@ main(void)
 	rc.rc_transparent = false;
 	rc.rc_guard_ports[rc.rc_n_guard_ports++] = WEFT_PORT_OUTBOUND;
 	weft_conn_ctx_init(&cx, base, 1, &rc);
+	{
+		struct weft_metrics_config mc;
+
+		weft_metrics_config_defaults(&mc);
+		reg = weft_metrics_new(&mc, 1);
+		cx.cx_metrics = weft_metrics_shard(reg, 0);
+	}
 	pod_port = (uint16_t)(30000 + getpid() % 20000);
 	if (srv_start(&srv1) == -1 || srv_start(&srv2) == -1) {
 		diag("cannot listen on 127.0.0.2/3 (port %u)", pod_port);
@@ -740,6 +913,8 @@ main(void)
 	test_pipeline();
 	test_canary();
 	test_half_close();
+	test_metrics();
+	test_tcp_retry();
 	weft_conn_ctx_shutdown(&cx);
 	ok(cx.cx_router == NULL && cx.cx_lb == NULL && cx.cx_nconns == 0,
 	    "shutdown: router and balancer gone");
@@ -747,5 +922,6 @@ main(void)
 	srv_stop(&srv2);
 	weft_gen_publish(NULL);
 	event_base_free(base);
+	weft_metrics_free(reg);
 	return tap_done();
 }
