@@ -1344,6 +1344,13 @@ static const struct weft_h1_ops conn_h1_ops = { conn_h1_decide,
 static int
 conn_take_policy(struct weft_conn *c, struct weft_decision *d)
 {
+	/* A connection choosing again (its endpoint refused, nothing was
+	 * sent) drops what the last choice kept. */
+	weft_h1_free(c->cn_h1);
+	c->cn_h1 = NULL;
+	weft_flow_free(c->cn_flow);
+	c->cn_flow = NULL;
+	c->cn_sniff = false;
 	if (d->d_flow == NULL)
 		return 0;
 	/* HTTP is followed even when the policy lets the connection in at
