@@ -123,6 +123,57 @@ def structural(schema, path="(root)"):
     return probs
 
 
+# The upstream CRDs' fields (name, version, path, type), derived from
+# ../shared/smi/upstream-crds and committed, so that the comparison runs
+# where those files are not (a fresh clone in CI): facts about the upstream
+# schemas, not copies of them.
+FIELDS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "upstream-crd-fields.txt")
+
+
+def upstream_fields(upstream_dir):
+    """{crd name: {version: {path: type or None}}} from the upstream files."""
+    out = {}
+    for root, _, names in os.walk(upstream_dir):
+        for f in sorted(names):
+            if not f.endswith(".yaml"):
+                continue
+            for crd in docs(os.path.join(root, f)):
+                if crd.get("kind") != "CustomResourceDefinition":
+                    continue
+                vers = out.setdefault(crd["metadata"]["name"], {})
+                for v in crd["spec"].get("versions") or []:
+                    vers.setdefault(v["name"], {})
+                for ver, schema in upstream_versions(crd):
+                    vers.setdefault(ver, {}).update(
+                        {p: type_of(nd) for p, nd in fields(schema).items()})
+    return out
+
+
+def read_fields(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            w = line.split()
+            vers = out.setdefault(w[0], {}).setdefault(w[1], {})
+            if len(w) == 4:
+                vers[w[2]] = None if w[3] == "-" else w[3]
+    return out
+
+
+def dump_fields(up):
+    print("# SMI upstream CRD fields: crd version path type "
+          "(test/unit/deploy/manifests.py dump-upstream)")
+    for name in sorted(up):
+        for ver in sorted(up[name]):
+            if not up[name][ver]:
+                print("%s %s" % (name, ver))
+            for path, typ in sorted(up[name][ver].items()):
+                print("%s %s %s %s" % (name, ver, path, typ or "-"))
+
+
 def upstream_versions(crd):
     """[(version, schema)] an upstream CRD describes.  apiextensions/v1:
     each version's schema.  v1beta1: the one top-level validation schema,
@@ -156,47 +207,50 @@ def check_crds(rendered, upstream_dir):
             probs += ["%s: %s" % (v["name"], p) for p in structural(
                 v["schema"]["openAPIV3Schema"])]
         ok(not probs, "%s: structural schemas" % name, probs)
-    if upstream_dir is None or not os.path.isdir(upstream_dir):
-        skip("upstream CRD field coverage", "no %s" % upstream_dir)
+    upstream = None
+    if upstream_dir is not None and os.path.isdir(upstream_dir):
+        upstream = upstream_fields(upstream_dir)
+        # The committed list must be what the upstream CRDs say today.
+        if os.path.exists(FIELDS_FILE):
+            listed = read_fields(FIELDS_FILE)
+            ok(listed == upstream, "%s matches %s" % (
+                os.path.basename(FIELDS_FILE), upstream_dir),
+               ["regenerate: manifests.py dump-upstream %s > %s" % (
+                   upstream_dir, FIELDS_FILE)])
+    elif os.path.exists(FIELDS_FILE):
+        upstream = read_fields(FIELDS_FILE)
+    if upstream is None:
+        skip("upstream CRD field coverage", "no %s, no %s" % (
+            upstream_dir, FIELDS_FILE))
         return
-    files = []
-    for root, _, names in os.walk(upstream_dir):
-        files += [os.path.join(root, f) for f in sorted(names)
-                  if f.endswith(".yaml")]
     compared = 0
-    for f in sorted(files):
-        rel = os.path.relpath(f, upstream_dir)
-        for crd in docs(f):
-            if crd.get("kind") != "CustomResourceDefinition":
-                continue
-            name = crd["metadata"]["name"]
-            mine = ours.get(name)
-            ok(mine is not None, "%s: %s is ours too" % (rel, name))
-            if mine is None:
-                continue
-            our_versions = {v["name"]: v for v in mine["spec"]["versions"]}
-            listed = [v["name"] for v in crd["spec"].get("versions") or []]
-            missing = [v for v in listed if v not in our_versions]
-            ok(not missing, "%s: %s lists every upstream version (%s)" % (
-                rel, name, ", ".join(listed)), ["missing %s" % m
-                                                for m in missing])
-            for ver, schema in upstream_versions(crd):
-                mv = our_versions.get(ver)
-                theirs = fields(schema)
-                mf = fields(mv["schema"]["openAPIV3Schema"]) if mv else {}
-                probs = []
-                for path, node in sorted(theirs.items()):
-                    got = covered(path, mf)
-                    if got is None:
-                        probs.append("missing %s" % path)
-                    elif not got.get("x-kubernetes-preserve-unknown-fields") \
-                            and not type_covers(type_of(got), type_of(node)):
-                        probs.append("%s: ours %s, upstream %s" % (
-                            path, type_of(got), type_of(node)))
-                compared += len(theirs)
-                ok(mv is not None and not probs,
-                   "%s: %s %s: all %d upstream fields covered" % (
-                       rel, name, ver, len(theirs)), probs)
+    for name in sorted(upstream):
+        mine = ours.get(name)
+        ok(mine is not None, "%s is ours too" % name)
+        if mine is None:
+            continue
+        our_versions = {v["name"]: v for v in mine["spec"]["versions"]}
+        listed = sorted(upstream[name])
+        missing = [v for v in listed if v not in our_versions]
+        ok(not missing, "%s lists every upstream version (%s)" % (
+            name, ", ".join(listed)), ["missing %s" % m for m in missing])
+        for ver in listed:
+            mv = our_versions.get(ver)
+            theirs = upstream[name][ver]
+            mf = fields(mv["schema"]["openAPIV3Schema"]) if mv else {}
+            probs = []
+            for path, typ in sorted(theirs.items()):
+                got = covered(path, mf)
+                if got is None:
+                    probs.append("missing %s" % path)
+                elif not got.get("x-kubernetes-preserve-unknown-fields") \
+                        and not type_covers(type_of(got), typ):
+                    probs.append("%s: ours %s, upstream %s" % (
+                        path, type_of(got), typ))
+            compared += len(theirs)
+            ok(mv is not None and not probs,
+               "%s %s: all %d upstream fields covered" % (
+                   name, ver, len(theirs)), probs)
     ok(compared > 100, "compared %d upstream fields in all" % compared)
 
 
@@ -309,6 +363,9 @@ def render(kubectl, d, out):
 
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "dump-upstream":
+        dump_fields(upstream_fields(sys.argv[2]))
+        return 0
     if what == "crds":
         check_crds(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     elif what == "workloads":
