@@ -527,6 +527,11 @@ kill -TERM "$PID_A2"
 wait "$PID_A2" 2>/dev/null || true
 # built with --enable-sanitizers, the controllers report at exit
 if grep -El "ERROR: (Address|Leak)Sanitizer|runtime error:" "$D"/*.log; then
+	for f in "$D"/*.log; do
+		grep -q "Sanitizer\|runtime error:" "$f" || continue
+		echo "---- the report in ${f##*/} ----" >&2
+		sed -n '/ERROR: \(Address\|Leak\)Sanitizer\|runtime error:/,$p' "$f" | head -n 120 >&2
+	done
 	fail "sanitizer reports in the controllers' logs"
 fi
 pretty "all good"
