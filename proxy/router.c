@@ -516,6 +516,19 @@ rt_pool_get(struct rt_conn *r)
 	return u;
 }
 
+/* Drop every idle upstream to ip:port (whatever its client). */
+static void
+rt_pool_drop(struct weft_router *rt, const struct weft_ip *ip, uint16_t port)
+{
+	struct rt_up *u, *next;
+
+	for (u = TAILQ_FIRST(&rt->rt_idle); u != NULL; u = next) {
+		next = TAILQ_NEXT(u, u_entry);
+		if (u->u_port == port && weft_ip_equal(&u->u_ip, ip))
+			rt_up_detach(u);
+	}
+}
+
 /* u finished an exchange cleanly: back to the pool, within bounds. */
 static void
 rt_pool_put(struct rt_up *u)
@@ -1498,7 +1511,12 @@ rt_up_eventcb(struct bufferevent *bev, short what, void *arg)
 		}
 	}
 	if (!r->r_resp_started) {
-		/* Sent, and no answer: never again (not replayed). */
+		/* Sent, and no answer: never again (not replayed).  The
+		 * pod may be gone: its other idle upstreams would fail the
+		 * same way, after the next requests were written to them;
+		 * drop them, so that the next request connects afresh (and a
+		 * refusal then moves it elsewhere before anything is sent). */
+		rt_pool_drop(r->r_rt, &u->u_ip, u->u_port);
 		rt_up_detach(u);
 		rt_answer(r, 502, "the upstream closed before answering",
 		    !r->r_req_done);
