@@ -1946,8 +1946,15 @@ ctrl_free(struct controller *c)
 		issued_clear(&c->nodes[i]);
 	}
 	free(c->nodes);
-	if (c->base != NULL)
+	if (c->base != NULL) {
+		/* A bufferevent freed while one of its deferred callbacks was
+		 * queued (a Kubernetes API request in flight at exit, BEV_OPT_
+		 * DEFER_CALLBACKS) is released only when that callback runs:
+		 * let the loop run what is queued once, now that nothing of
+		 * ours is left in it, or its TLS connection leaks. */
+		(void)event_base_loop(c->base, EVLOOP_NONBLOCK);
 		event_base_free(c->base);
+	}
 	free(c->conf.source_dir);
 	free(c->conf.listen_addr);
 	free(c->conf.trust_domain);
