@@ -1154,6 +1154,40 @@ conn_ticket_done(void *arg)
 	free(t);
 }
 
+/* The hand-offs (tunnel, router, denier): the accepted socket leaves c,
+ * open, with its reader and bufferevent gone; returns its fd. */
+static int
+conn_release_down(struct weft_conn *c)
+{
+	struct weft_half *h = &c->cn_down;
+	int fd = bufferevent_getfd(h->h_bev);
+
+	if (h->h_rev != NULL) {
+		event_free(h->h_rev);
+		h->h_rev = NULL;
+		h->h_reading = false;
+	}
+	/* Keep the fd open through the free. */
+	bufferevent_setfd(h->h_bev, -1);
+	bufferevent_free(h->h_bev);
+	h->h_bev = NULL;
+	evtimer_del(c->cn_timer);
+	return fd;
+}
+
+/* Free c after a hand-off: whoever took its socket writes its line. */
+static void
+conn_forget(struct weft_conn *c)
+{
+	struct weft_conn_ctx *cx = c->cn_ctx;
+
+	event_free(c->cn_timer);
+	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
+	cx->cx_nconns--;
+	free(c->cn_policy);
+	free(c);
+}
+
 /* Hand the accepted socket to the tunnel (which logs and counts its close)
  * and free c without a line of its own. */
 static void
@@ -1185,25 +1219,12 @@ conn_to_tunnel(struct weft_conn *c, const struct weft_decision *d)
 	memset(&c->cn_hook, 0, sizeof(c->cn_hook));
 	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
 	rd_eof = half_rd_done(h);
-	fd = bufferevent_getfd(h->h_bev);
-	if (h->h_rev != NULL) {
-		event_free(h->h_rev);
-		h->h_rev = NULL;
-		h->h_reading = false;
-	}
-	/* Keep the fd open through the free. */
-	bufferevent_setfd(h->h_bev, -1);
-	bufferevent_free(h->h_bev);
-	h->h_bev = NULL;
-	evtimer_del(c->cn_timer);
+	fd = conn_release_down(c);
 	weft_tunnel_outbound_hooked(cx->cx_tunnel, fd, pending, rd_eof,
 	    c->cn_id, &c->cn_src, &c->cn_dst, d, &c->cn_start, &hook,
 	    (c->cn_adopt & WEFT_ADOPT_UPSTREAM) != 0);
 	evbuffer_free(pending);
-	event_free(c->cn_timer);
-	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
-	cx->cx_nconns--;
-	free(c);
+	conn_forget(c);
 }
 
 /* HTTP (or perhaps HTTP) to a service VIP: the router decides each request
@@ -1222,25 +1243,12 @@ conn_to_router(struct weft_conn *c, const struct weft_decision *d)
 	}
 	conn_hook_done(c, 0);
 	evbuffer_add_buffer(pending, bufferevent_get_input(h->h_bev));
-	fd = bufferevent_getfd(h->h_bev);
-	if (h->h_rev != NULL) {
-		event_free(h->h_rev);
-		h->h_rev = NULL;
-		h->h_reading = false;
-	}
-	bufferevent_setfd(h->h_bev, -1);
-	bufferevent_free(h->h_bev);
-	h->h_bev = NULL;
-	evtimer_del(c->cn_timer);
+	fd = conn_release_down(c);
 	/* A FIN already read is read again by the router: EOF stays. */
 	weft_router_take(cx, fd, pending, d->d_sniff, c->cn_id, &c->cn_src,
 	    &c->cn_dst, c->cn_listen_port, &c->cn_start);
 	evbuffer_free(pending);
-	event_free(c->cn_timer);
-	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
-	cx->cx_nconns--;
-	free(c->cn_policy);
-	free(c);
+	conn_forget(c);
 }
 
 /* The destination's policy refuses the connection outright: hand the
@@ -1271,25 +1279,12 @@ conn_to_denier(struct weft_conn *c, const struct weft_decision *d)
 	    src, sizeof(src)), weft_sockaddr_str((struct sockaddr *)&c->cn_dst,
 	    dst, sizeof(dst)), c->cn_route, weft_flow_src(d->d_flow, who,
 	    sizeof(who)), d->d_why);
-	fd = bufferevent_getfd(h->h_bev);
-	if (h->h_rev != NULL) {
-		event_free(h->h_rev);
-		h->h_rev = NULL;
-		h->h_reading = false;
-	}
-	bufferevent_setfd(h->h_bev, -1);
-	bufferevent_free(h->h_bev);
-	h->h_bev = NULL;
-	evtimer_del(c->cn_timer);
+	fd = conn_release_down(c);
 	weft_deny_take(cx, fd, pending, rd_eof, c->cn_id, c->cn_dir, line,
 	    &c->cn_start, &c->cn_src, &c->cn_dst, c->cn_listen_port,
 	    d->d_token, NULL, false);
 	evbuffer_free(pending);
-	event_free(c->cn_timer);
-	TAILQ_REMOVE(&cx->cx_conns, c, cn_entry);
-	cx->cx_nconns--;
-	free(c->cn_policy);
-	free(c);
+	conn_forget(c);
 }
 
 static bool
