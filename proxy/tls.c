@@ -269,6 +269,9 @@ tls_ctx_build(bool server, const char *id, uint64_t version)
 	/* libevent 2.1 never sends close_notify (feasibility §4). */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF |
 	    SSL_OP_NO_RENEGOTIATION);
+	/* An idle pooled connection gives back its two ~17 KiB record
+	 * buffers: a third of its memory, ~0.35 KiB per idle stream. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate(ctx, c->leaf) != 1 ||
 	    SSL_CTX_use_PrivateKey(ctx, c->key) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1)
