@@ -107,8 +107,10 @@ struct tun_stream {
 	int		 ts_fd;			/* -1 before / after */
 	struct event	*ts_rev;		/* our reader */
 	struct event	*ts_wev;		/* writes ts_out; the server's
-						 * connect.  With ts_rev: owns
-						 * ts_fd */
+						 * connect.  Only while one of
+						 * them waits (ts_write_want):
+						 * an idle stream has one event.
+						 * With ts_rev: owns ts_fd */
 	struct evbuffer	*ts_in;			/* read, not yet framed; NULL
 						 * when empty */
 	struct evbuffer	*ts_out;		/* DATA not yet written; NULL
@@ -123,6 +125,15 @@ struct tun_stream {
 						 * TUN_READ_CHUNK */
 	/* h2 side. */
 	bool		 ts_deferred;		/* provider returned DEFERRED */
+	bool		 ts_item;		/* a DATA item is submitted: an
+						 * item ends (EOF, maybe without
+						 * END_STREAM) once ts_in is
+						 * drained, so an idle stream
+						 * holds none in nghttp2 */
+	bool		 ts_item_wait;		/* the ended item's last frame
+						 * is still queued: submit again
+						 * after the next send */
+	bool		 ts_eof_sent;		/* END_STREAM given to nghttp2 */
 	bool		 ts_resp_ok;		/* 200 received / sent */
 	bool		 ts_h2_rd_eof;		/* END_STREAM received */
 	bool		 ts_rst_after_send;	/* server error answer */
@@ -137,19 +148,19 @@ struct tun_stream {
 	union tun_sa	 ts_src, ts_dst, ts_dial;
 	union tun_sa	 ts_target;		/* client: the CONNECT target,
 						 * the chosen endpoint (ts_dst
-						 * may be a service VIP) */
+						 * may be a service VIP);
+						 * server: the caller's
+						 * x-weft-original-source, or
+						 * AF_UNSPEC */
 	socklen_t	 ts_dial_len;
-	/* Owned strings, never NULL once set up (ts_set_strings): heap
-	 * copies, not WEFT_SPIFFE_MAX arrays, because an idle stream's
-	 * whole cost is this struct plus its buffers (~2 KiB per side in
-	 * the prototype; fixed arrays alone were 1.9 KiB). */
+	/* Interned strings (tun_atom_get), never NULL once set up
+	 * (ts_set_strings): not WEFT_SPIFFE_MAX arrays nor copies, because
+	 * an idle stream's whole cost is this struct plus its buffers, and
+	 * thousands of streams share a few identities, nodes and routes. */
 	char		*ts_src_id;
 	char		*ts_dst_id;
 	char		*ts_node;		/* client */
 	char		*ts_route;		/* client */
-	char		 ts_authority[64];
-	char		 ts_method[16];
-	char		 ts_orig_src[64];
 	struct timespec	 ts_start;
 	/* Server, when the destination's policy decides per request: the
 	 * flow, the filter, and its two raw buffers (DATA not yet filtered,
@@ -197,7 +208,24 @@ struct tun_conn {
 	bool		 tc_closing;		/* free once output drained */
 	bool		 tc_dead;		/* free at the next safe point */
 	bool		 tc_in_recv;		/* inside mem_recv */
+	bool		 tc_item_wait;		/* a stream has ts_item_wait */
+	/* Server: the request headers of the stream being received (a
+	 * header block is never interleaved with another stream's), read
+	 * in tun_server_request; streams keep only what they parse out. */
+	char		 tc_h_method[16];
+	char		 tc_h_authority[64];
+	char		 tc_h_orig[64];
 };
+
+/* A refcounted string shared by the streams of one worker. */
+struct tun_atom {
+	struct tun_atom	*a_next;		/* hash chain */
+	uint32_t	 a_hash;
+	uint32_t	 a_refs;
+	char		 a_s[];
+};
+
+#define TUN_ATOM_BUCKETS	64
 
 struct tun_sess {
 	TAILQ_ENTRY(tun_sess) se_entry;
@@ -217,6 +245,7 @@ struct weft_tunnel {
 	struct tun_stream_list tn_retry;	/* REFUSED, to resubmit */
 	struct event	*tn_retry_ev;
 	TAILQ_HEAD(, tun_sess) tn_sessions;
+	struct tun_atom	*tn_atoms[TUN_ATOM_BUCKETS];	/* count: tt_natoms */
 	uint64_t	 tn_next_conn;
 	nghttp2_session_callbacks *tn_cbs;
 	nghttp2_option	*tn_opt;
@@ -377,16 +406,74 @@ ts_new(struct weft_tunnel *tn, bool server)
 
 #define TUN_STR(s)	((s) != NULL ? (s) : "-")
 
-/* Copies of the stream's identities (and, client side, node and route);
+static uint32_t
+tun_atom_hash(const char *s)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+/* s, interned: a reference to the worker's copy.  NULL: out of memory. */
+static char *
+tun_atom_get(struct weft_tunnel *tn, const char *s)
+{
+	uint32_t h = tun_atom_hash(s);
+	struct tun_atom **ap = &tn->tn_atoms[h % TUN_ATOM_BUCKETS], *a;
+	size_t len;
+
+	for (a = *ap; a != NULL; a = a->a_next)
+		if (a->a_hash == h && strcmp(a->a_s, s) == 0) {
+			a->a_refs++;
+			return a->a_s;
+		}
+	len = strlen(s) + 1;
+	if ((a = malloc(sizeof(*a) + len)) == NULL)
+		return NULL;
+	a->a_hash = h;
+	a->a_refs = 1;
+	memcpy(a->a_s, s, len);
+	a->a_next = *ap;
+	*ap = a;
+	tn->tn_test.tt_natoms++;
+	return a->a_s;
+}
+
+/* Drop a reference from tun_atom_get (NULL: nothing). */
+static void
+tun_atom_put(struct weft_tunnel *tn, char *s)
+{
+	struct tun_atom *a, **ap;
+
+	if (s == NULL)
+		return;
+	a = (struct tun_atom *)(void *)(s - offsetof(struct tun_atom, a_s));
+	if (--a->a_refs > 0)
+		return;
+	for (ap = &tn->tn_atoms[a->a_hash % TUN_ATOM_BUCKETS]; *ap != a;
+	    ap = &(*ap)->a_next)
+		;
+	*ap = a->a_next;
+	tn->tn_test.tt_natoms--;
+	free(a);
+}
+
+/* The stream's identities (and, client side, node and route), interned;
  * NULL node/route stay NULL.  Returns 0 or -1 (out of memory). */
 static int
 ts_set_strings(struct tun_stream *st, const char *src_id, const char *dst_id,
     const char *node, const char *route)
 {
-	if ((st->ts_src_id = strdup(src_id)) == NULL ||
-	    (st->ts_dst_id = strdup(dst_id)) == NULL ||
-	    (node != NULL && (st->ts_node = strdup(node)) == NULL) ||
-	    (route != NULL && (st->ts_route = strdup(route)) == NULL))
+	struct weft_tunnel *tn = st->ts_tun;
+
+	if ((st->ts_src_id = tun_atom_get(tn, src_id)) == NULL ||
+	    (st->ts_dst_id = tun_atom_get(tn, dst_id)) == NULL ||
+	    (node != NULL && (st->ts_node = tun_atom_get(tn, node)) ==
+	    NULL) ||
+	    (route != NULL && (st->ts_route = tun_atom_get(tn, route)) ==
+	    NULL))
 		return -1;
 	return 0;
 }
@@ -435,8 +522,10 @@ ts_plain_writecb(struct tun_stream *st)
 		evbuffer_free(st->ts_out);
 		st->ts_out = NULL;
 	}
-	if (st->ts_connected && st->ts_wev != NULL)
-		event_del(st->ts_wev);
+	if (st->ts_connected && st->ts_wev != NULL) {
+		event_free(st->ts_wev);
+		st->ts_wev = NULL;
+	}
 	if (st->ts_h2_rd_eof && !st->ts_wr_shut && st->ts_connected &&
 	    (st->ts_rawin == NULL || evbuffer_get_length(st->ts_rawin) == 0)) {
 		(void)shutdown(st->ts_fd, SHUT_WR);
@@ -454,17 +543,14 @@ ts_plain_connected(struct tun_stream *st)
 		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
 		    NGHTTP2_NV_FLAG_NONE },
 	};
-	nghttp2_data_provider prd;
-
 	st->ts_connected = true;
 	if (st->ts_conn == NULL) {
 		ts_finish(st);
 		return;
 	}
-	prd.source.ptr = st;
-	prd.read_callback = tun_read_cb;
-	if (nghttp2_submit_response(st->ts_conn->tc_h2, st->ts_id, ok,
-	    1, &prd) != 0) {
+	/* The DATA items follow the pod's bytes (ts_resume). */
+	if (nghttp2_submit_headers(st->ts_conn->tc_h2, NGHTTP2_FLAG_NONE,
+	    st->ts_id, NULL, ok, 1, NULL) < 0) {
 		nghttp2_submit_rst_stream(st->ts_conn->tc_h2,
 		    NGHTTP2_FLAG_NONE, st->ts_id, NGHTTP2_INTERNAL_ERROR);
 		ts_set_reason(st, WEFT_CLOSE_ERROR);
@@ -482,8 +568,10 @@ ts_plain_connected(struct tun_stream *st)
 static void
 ts_plain_error(struct tun_stream *st, int err)
 {
-	if (st->ts_wev != NULL)
-		event_del(st->ts_wev);
+	if (st->ts_wev != NULL) {
+		event_free(st->ts_wev);
+		st->ts_wev = NULL;
+	}
 	if (!st->ts_connected && st->ts_server && st->ts_conn != NULL &&
 	    !st->ts_resp_ok) {
 		/* Target connect failed: 502, no body. */
@@ -492,8 +580,11 @@ ts_plain_error(struct tun_stream *st, int err)
 			    NGHTTP2_NV_FLAG_NONE },
 		};
 
+		char dst[WEFT_SOCKADDR_STRLEN];
+
 		log_debug("conn %s: connect to %s: %s", st->ts_name,
-		    st->ts_authority, strerror(err));
+		    weft_sockaddr_str(&st->ts_dst.sa, dst, sizeof(dst)),
+		    strerror(err));
 		ts_set_reason(st, err == ECONNREFUSED ?
 		    WEFT_CLOSE_UPSTREAM_REFUSED : WEFT_CLOSE_NO_ROUTE);
 		st->ts_plain_failed = true;
@@ -548,9 +639,22 @@ ts_plain_wcb(evutil_socket_t fd, short what, void *arg)
 	ts_plain_writecb(st);
 }
 
-/* The plain socket: our reader (ts_rev) and writer (ts_wev) events, no
- * bufferevent; ts_in and ts_out exist only while they hold data (an idle
- * stream has neither). */
+/* Wait for the plain socket to be writable (the server's connect, or
+ * ts_out to write); the event exists only meanwhile.  0 or -1. */
+static int
+ts_write_want(struct tun_stream *st)
+{
+	struct weft_conn_ctx *cx = st->ts_tun->tn_cx;
+
+	if (st->ts_wev == NULL && (st->ts_wev = event_new(cx->cx_base,
+	    st->ts_fd, EV_WRITE | EV_PERSIST, ts_plain_wcb, st)) == NULL)
+		return -1;
+	return event_add(st->ts_wev, NULL);
+}
+
+/* The plain socket: our reader (ts_rev) and, while it waits, a writer
+ * (ts_wev); no bufferevent.  ts_in and ts_out exist only while they hold
+ * data: an idle stream has neither, and one event. */
 static int
 ts_attach(struct tun_stream *st, int fd)
 {
@@ -559,12 +663,6 @@ ts_attach(struct tun_stream *st, int fd)
 	if ((st->ts_rev = event_new(cx->cx_base, fd, EV_READ | EV_PERSIST,
 	    ts_plain_readcb, st)) == NULL)
 		return -1;
-	if ((st->ts_wev = event_new(cx->cx_base, fd, EV_WRITE | EV_PERSIST,
-	    ts_plain_wcb, st)) == NULL) {
-		event_free(st->ts_rev);
-		st->ts_rev = NULL;
-		return -1;
-	}
 	st->ts_fd = fd;
 	return 0;
 }
@@ -696,8 +794,11 @@ ts_filter_in(struct tun_stream *st)
 		ts_reset_plain(st, WEFT_CLOSE_DENIED);
 		return;
 	}
-	if (evbuffer_get_length(st->ts_out) > 0 && st->ts_connected)
-		event_add(st->ts_wev, NULL);
+	if (evbuffer_get_length(st->ts_out) > 0 && st->ts_connected &&
+	    ts_write_want(st) == -1) {
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
+		return;
+	}
 	if (evbuffer_get_length(st->ts_in) > 0)
 		ts_resume(st);
 	if (r == WEFT_H1_CLOSE)
@@ -730,6 +831,7 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tun_stream *st = arg;
 	struct evbuffer_iovec iov[2];
+	char small[TUN_READ_MIN];
 	struct evbuffer **bp;
 	size_t have, want, left;
 	ssize_t r;
@@ -755,7 +857,15 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	want = TUN_PLAIN_IN_HIGH - have;
 	if (want > st->ts_rdsize)
 		want = st->ts_rdsize;
-	if ((n = evbuffer_reserve_space(*bp, (ev_ssize_t)want, iov,
+	if (want <= TUN_READ_MIN) {
+		/* Small reads (a new or chatty stream) go through the stack:
+		 * a 60-byte greeting then holds a 1 KiB chain until it is
+		 * framed, not a 4 KiB reservation, and a thousand streams
+		 * greeting at once leave no 4 MiB of pages behind. */
+		iov[0].iov_base = small;
+		iov[0].iov_len = want;
+		n = 1;
+	} else if ((n = evbuffer_reserve_space(*bp, (ev_ssize_t)want, iov,
 	    2)) <= 0) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
@@ -772,7 +882,8 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 	if (r <= 0) {
 		int err = errno;
 
-		evbuffer_commit_space(*bp, iov, 0);
+		if (iov[0].iov_base != small)
+			evbuffer_commit_space(*bp, iov, 0);
 		if (evbuffer_get_length(*bp) == 0) {
 			/* Not even the reserved chain stays with an idle
 			 * stream. */
@@ -806,7 +917,13 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 			iov[i].iov_len = left;
 		left -= iov[i].iov_len;
 	}
-	evbuffer_commit_space(*bp, iov, n);
+	if (iov[0].iov_base == small) {
+		if (evbuffer_add(*bp, small, (size_t)r) == -1) {
+			ts_reset_plain(st, WEFT_CLOSE_ERROR);
+			return;
+		}
+	} else
+		evbuffer_commit_space(*bp, iov, n);
 	if (st->ts_h1 != NULL && ts_filter_out(st) == -1) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
@@ -846,11 +963,12 @@ ts_finish(struct tun_stream *st)
 	weft_sockaddr_str(&st->ts_dst.sa, dst, sizeof(dst));
 	if (st->ts_handed_off)
 		goto quiet;	/* the denier writes the line and counts */
+	if (st->ts_server && st->ts_target.sa.sa_family != AF_UNSPEC)
+		tun_authority(&st->ts_target, src, sizeof(src));
 	if (st->ts_server)
 		log_info("conn %s tunnel-in %s -> %s peer=%s%s sent=%llu "
 		    "received=%llu duration=%.1fms reason=%s", st->ts_name,
-		    st->ts_orig_src[0] ? st->ts_orig_src : src,
-		    st->ts_authority[0] ? st->ts_authority : dst,
+		    src, st->ts_dst.sa.sa_family != AF_UNSPEC ? dst : "-",
 		    st->ts_src_id != NULL && st->ts_src_id[0] ? st->ts_src_id :
 		    "-", st->ts_h1 != NULL && weft_h1_requests(st->ts_h1) > 0 ?
 		    " http" : "",
@@ -909,10 +1027,10 @@ quiet:
 		evbuffer_free(st->ts_rresp);
 	weft_h1_free(st->ts_h1);
 	weft_flow_free(st->ts_flow);
-	free(st->ts_src_id);
-	free(st->ts_dst_id);
-	free(st->ts_node);
-	free(st->ts_route);
+	tun_atom_put(tn, st->ts_src_id);
+	tun_atom_put(tn, st->ts_dst_id);
+	tun_atom_put(tn, st->ts_node);
+	tun_atom_put(tn, st->ts_route);
 	TAILQ_REMOVE(&tn->tn_streams, st, ts_all);
 	tn->tn_nstreams--;
 	free(st);
@@ -920,13 +1038,66 @@ quiet:
 
 /* --- h2: data provider and callbacks -------------------------------------- */
 
+/* Plain bytes (or the plain EOF) wait in ts_in: have nghttp2 frame them.
+ * A DATA item lives only while there is something to send (tun_read_cb
+ * ends it when ts_in runs dry), so a new one is submitted here. */
 static void
 ts_resume(struct tun_stream *st)
 {
-	if (st->ts_deferred && st->ts_conn != NULL && st->ts_id > 0) {
+	struct tun_conn *tc = st->ts_conn;
+	nghttp2_data_provider prd;
+	int rv;
+
+	if (tc == NULL || st->ts_id <= 0)
+		return;
+	if (st->ts_deferred) {
 		st->ts_deferred = false;
-		nghttp2_session_resume_data(st->ts_conn->tc_h2, st->ts_id);
-		tc_schedule_send(st->ts_conn);
+		nghttp2_session_resume_data(tc->tc_h2, st->ts_id);
+		tc_schedule_send(tc);
+		return;
+	}
+	if (st->ts_item || st->ts_eof_sent || !st->ts_resp_ok ||
+	    !st->ts_connected || st->ts_plain_failed)
+		return;
+	if ((st->ts_in == NULL || evbuffer_get_length(st->ts_in) == 0) &&
+	    !st->ts_rd_eof)
+		return;
+	prd.source.ptr = st;
+	prd.read_callback = tun_read_cb;
+	rv = nghttp2_submit_data(tc->tc_h2, NGHTTP2_FLAG_END_STREAM,
+	    st->ts_id, &prd);
+	if (rv == NGHTTP2_ERR_DATA_EXIST) {
+		/* The last item's final frame waits behind a full TLS
+		 * output; nghttp2 lets it go once that frame is out. */
+		st->ts_item_wait = true;
+		tc->tc_item_wait = true;
+		return;
+	}
+	if (rv != 0) {
+		/* Closing: on_stream_close finishes the stream. */
+		log_debug("conn %s: submit data: %s", st->ts_name,
+		    nghttp2_strerror(rv));
+		return;
+	}
+	st->ts_item = true;
+	tc_schedule_send(tc);
+}
+
+/* After a send: streams whose new item found the old one still queued. */
+static void
+tc_item_retry(struct tun_conn *tc)
+{
+	struct tun_stream *st, *next;
+
+	if (!tc->tc_item_wait)
+		return;
+	tc->tc_item_wait = false;
+	for (st = TAILQ_FIRST(&tc->tc_streams); st != NULL; st = next) {
+		next = TAILQ_NEXT(st, ts_entry);
+		if (st->ts_item_wait) {
+			st->ts_item_wait = false;
+			ts_resume(st);
+		}
 	}
 }
 
@@ -945,22 +1116,24 @@ tun_read_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		return NGHTTP2_ERR_DEFERRED;
 	}
 	avail = st->ts_in != NULL ? evbuffer_get_length(st->ts_in) : 0;
-	if (avail == 0) {
-		if (st->ts_rd_eof) {
-			*flags |= NGHTTP2_DATA_FLAG_EOF;
-			return 0;
-		}
-		st->ts_deferred = true;
-		return NGHTTP2_ERR_DEFERRED;
-	}
 	n = avail < len ? avail : len;
-	evbuffer_remove(st->ts_in, buf, n);
-	st->ts_up += n;
-	if (st->ts_rd_eof && n == avail)
-		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (n > 0) {
+		evbuffer_remove(st->ts_in, buf, n);
+		st->ts_up += n;
+	}
 	if (n == avail) {
-		evbuffer_free(st->ts_in);
-		st->ts_in = NULL;
+		/* Drained: this item ends (ts_resume submits the next one);
+		 * the stream too if the plain side has ended. */
+		if (st->ts_in != NULL) {
+			evbuffer_free(st->ts_in);
+			st->ts_in = NULL;
+		}
+		st->ts_item = false;
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (st->ts_rd_eof)
+			st->ts_eof_sent = true;
+		else
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 	}
 	if (!st->ts_rd_eof && (st->ts_in == NULL ||
 	    evbuffer_get_length(st->ts_in) < TUN_PLAIN_IN_HIGH))
@@ -999,6 +1172,7 @@ tun_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	st->ts_id = f->hd.stream_id;
 	st->ts_conn = tc;
+	tc->tc_h_method[0] = tc->tc_h_authority[0] = tc->tc_h_orig[0] = '\0';
 	snprintf(st->ts_name, sizeof(st->ts_name), "w%d-%llu", cx->cx_index,
 	    (unsigned long long)++cx->cx_next_id);
 	tun_sa_set(&st->ts_src, &tc->tc_peer);
@@ -1036,22 +1210,23 @@ tun_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
 	struct tun_stream *st;
 
 	(void)flags;
-	(void)ud;
 	if (f->hd.type != NGHTTP2_HEADERS ||
 	    (st = nghttp2_session_get_stream_user_data(s,
 	    f->hd.stream_id)) == NULL)
 		return 0;
 #define IS(lit) (namelen == sizeof(lit) - 1 && memcmp(name, lit, namelen) == 0)
 	if (st->ts_server) {
+		struct tun_conn *tc = ud;
+
 		if (IS(":method"))
-			tun_copy(st->ts_method, sizeof(st->ts_method), value,
-			    valuelen);
+			tun_copy(tc->tc_h_method, sizeof(tc->tc_h_method),
+			    value, valuelen);
 		else if (IS(":authority"))
-			tun_copy(st->ts_authority, sizeof(st->ts_authority),
-			    value, valuelen);
+			tun_copy(tc->tc_h_authority,
+			    sizeof(tc->tc_h_authority), value, valuelen);
 		else if (IS("x-weft-original-source"))
-			tun_copy(st->ts_orig_src, sizeof(st->ts_orig_src),
-			    value, valuelen);
+			tun_copy(tc->tc_h_orig, sizeof(tc->tc_h_orig), value,
+			    valuelen);
 	} else if (IS(":status")) {
 		char b[8];
 
@@ -1121,14 +1296,18 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 	long port;
 	int fd, one = 1;
 
-	if (strcmp(st->ts_method, "CONNECT") != 0) {
+	if (strcmp(tc->tc_h_method, "CONNECT") != 0) {
+		log_info("conn %s: tunnel-in from %s: %s refused: not CONNECT",
+		    st->ts_name, tc->tc_peer_id, tc->tc_h_method);
 		tun_respond_error(st, "405", WEFT_CLOSE_DENIED);
 		return;
 	}
 	/* "ip:port" or "[v6]:port" */
-	snprintf(host, sizeof(host), "%s", st->ts_authority);
+	snprintf(host, sizeof(host), "%s", tc->tc_h_authority);
 	colon = strrchr(host, ':');
 	if (colon == NULL || colon == host) {
+		log_info("conn %s: tunnel-in from %s: CONNECT %s refused: "
+		    "no port", st->ts_name, tc->tc_peer_id, tc->tc_h_authority);
 		tun_respond_error(st, "400", WEFT_CLOSE_ERROR);
 		return;
 	}
@@ -1139,6 +1318,9 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		memmove(host, host + 1, strlen(host));
 	}
 	if (port <= 0 || port > 65535 || weft_ip_parse(host, &ip) == -1) {
+		log_info("conn %s: tunnel-in from %s: CONNECT %s refused: "
+		    "not an address and port", st->ts_name, tc->tc_peer_id,
+		    tc->tc_h_authority);
 		tun_respond_error(st, "400", WEFT_CLOSE_ERROR);
 		return;
 	}
@@ -1153,7 +1335,7 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 	    pod->service_account, id, sizeof(id)) == NULL ||
 	    strcmp(id, tc->tc_local_id) != 0) {
 		log_info("conn %s: tunnel-in from %s: CONNECT %s denied: %s",
-		    st->ts_name, tc->tc_peer_id, st->ts_authority, pod == NULL ?
+		    st->ts_name, tc->tc_peer_id, tc->tc_h_authority, pod == NULL ?
 		    "not a pod" : !weft_gen_pod_is_local(g, pod) ?
 		    "not a local pod" : "pod of another identity");
 		weft_gen_unref(g);
@@ -1177,7 +1359,7 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		if (v == WEFT_POLICY_DENY) {
 			log_info("conn %s: tunnel-in from %s: CONNECT %s "
 			    "denied: %s", st->ts_name, tc->tc_peer_id,
-			    st->ts_authority, why.reason);
+			    tc->tc_h_authority, why.reason);
 			weft_flow_free(fl);
 			weft_gen_unref(g);
 			STAT_ADD(cx->cx_stats.cs_tun_denied_streams, 1);
@@ -1202,30 +1384,42 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		} else
 			st->ts_flow = fl;
 		st->ts_mflow = weft_observe_flow(cx, g, WEFT_METRICS_INBOUND,
-		    NULL, st->ts_orig_src, tc->tc_peer_id,
+		    NULL, tc->tc_h_orig, tc->tc_peer_id,
 		    (struct sockaddr *)&dss, (struct sockaddr *)&dss);
 	}
 	/* The caller's own pod address, if it is one of its identity. */
-	if (cx->cx_cfg.rc_transparent && st->ts_orig_src[0] != '\0') {
-		struct sockaddr_storage os;
+	if (tc->tc_h_orig[0] != '\0') {
 		char h2[64], *c2;
+		long oport = -1;
 
-		snprintf(h2, sizeof(h2), "%s", st->ts_orig_src);
+		snprintf(h2, sizeof(h2), "%s", tc->tc_h_orig);
 		if ((c2 = strrchr(h2, ':')) != NULL) {
 			*c2 = '\0';
-			if (h2[0] == '[' && c2[-1] == ']') {
+			oport = strtol(c2 + 1, NULL, 10);
+			if (h2[0] == '[' && c2 > h2 && c2[-1] == ']') {
 				c2[-1] = '\0';
 				memmove(h2, h2 + 1, strlen(h2));
 			}
 		}
-		if (weft_ip_parse(h2, &sip) == 0 &&
-		    (spod = weft_gen_pod_by_ip(g, &sip)) != NULL &&
+		if (weft_ip_parse(h2, &sip) == 0) {
+			struct sockaddr_storage os;
+			socklen_t oslen;
+
+			/* For the line: the caller's own address. */
+			weft_ip_to_sockaddr(&sip, oport > 0 && oport <= 65535 ?
+			    (uint16_t)oport : 0, &os, &oslen);
+			tun_sa_set(&st->ts_target, &os);
+		} else
+			sip.family = 0;
+	}
+	if (cx->cx_cfg.rc_transparent && st->ts_target.sa.sa_family !=
+	    AF_UNSPEC) {
+		if ((spod = weft_gen_pod_by_ip(g, &sip)) != NULL &&
 		    sip.family == ip.family &&
 		    weft_spiffe_format(snap->trust_domain, spod->namespace,
 		    spod->service_account, id, sizeof(id)) != NULL &&
 		    strcmp(id, tc->tc_peer_id) == 0)
 			transparent = true;
-		(void)os;
 	}
 	weft_gen_unref(g);
 
@@ -1261,7 +1455,8 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		return;
 	}
 	/* Writable: the connect finished (ts_plain_wcb). */
-	event_add(st->ts_wev, NULL);
+	if (ts_write_want(st) == -1)
+		ts_plain_error(st, ENOMEM);
 }
 
 /* Client: the destination refused the stream (403).  An app that speaks
@@ -1364,7 +1559,7 @@ tun_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	}
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 		st->ts_h2_rd_eof = true;
-		if (st->ts_wev != NULL)
+		if (st->ts_rev != NULL)
 			ts_plain_writecb(st);
 	}
 	return 0;
@@ -1379,7 +1574,7 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	(void)flags;
 	(void)ud;
 	st = nghttp2_session_get_stream_user_data(s, id);
-	if (st == NULL || st->ts_wev == NULL || st->ts_plain_failed ||
+	if (st == NULL || st->ts_rev == NULL || st->ts_plain_failed ||
 	    st->ts_wr_shut) {
 		/* Nobody will read it: open the windows anyway (6). */
 		nghttp2_session_consume(s, id, len);
@@ -1414,8 +1609,8 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	st->ts_down += len;
 	/* Written from the loop (ts_plain_wcb); before the server's connect
 	 * completes, ts_wev is already waiting. */
-	if (st->ts_connected)
-		event_add(st->ts_wev, NULL);
+	if (st->ts_connected && ts_write_want(st) == -1)
+		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 	return 0;
 }
 
@@ -1456,6 +1651,7 @@ tun_on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 	tc->tc_nstreams--;
 	st->ts_conn = NULL;
 	st->ts_deferred = false;
+	st->ts_item = st->ts_item_wait = false;
 	/* Refused before it carried anything (GOAWAY, peer limit): again,
 	 * on another connection (8, 9, 12). */
 	if (!st->ts_server && !st->ts_resp_ok && err == NGHTTP2_REFUSED_STREAM &&
@@ -1478,7 +1674,7 @@ tun_on_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 		ts_set_reason(st, WEFT_CLOSE_RESET);
 		st->ts_plain_failed = true;
 		ts_finish(st);
-	} else if (st->ts_wev == NULL || st->ts_out == NULL ||
+	} else if (st->ts_rev == NULL || st->ts_out == NULL ||
 	    evbuffer_get_length(st->ts_out) == 0)
 		ts_finish(st);
 	else
@@ -1520,6 +1716,13 @@ tc_flush(struct tun_conn *tc)
 	if ((rv = nghttp2_session_send(tc->tc_h2)) != 0) {
 		tc_fail(tc, nghttp2_strerror(rv));
 		return;
+	}
+	if (tc->tc_item_wait) {
+		tc_item_retry(tc);
+		if ((rv = nghttp2_session_send(tc->tc_h2)) != 0) {
+			tc_fail(tc, nghttp2_strerror(rv));
+			return;
+		}
 	}
 	if (!nghttp2_session_want_read(tc->tc_h2) &&
 	    !nghttp2_session_want_write(tc->tc_h2))
@@ -2066,7 +2269,6 @@ ts_submit(struct tun_stream *st)
 {
 	struct weft_tunnel *tn = st->ts_tun;
 	struct tun_conn *tc;
-	nghttp2_data_provider prd;
 	char auth[64], orig[64];
 	int32_t id;
 	nghttp2_nv nv[4];
@@ -2083,10 +2285,10 @@ ts_submit(struct tun_stream *st)
 	nv[2] = NV("x-weft-request-id", st->ts_name);
 	nv[3] = NV("x-weft-original-source", orig);
 #undef NV
-	prd.source.ptr = st;
-	prd.read_callback = tun_read_cb;
-	if ((id = nghttp2_submit_request(tc->tc_h2, NULL, nv, 4, &prd,
-	    st)) < 0) {
+	/* No DATA item yet: ts_resume submits one once the 200 is in and
+	 * the app has sent something. */
+	if ((id = nghttp2_submit_headers(tc->tc_h2, NGHTTP2_FLAG_NONE, -1,
+	    NULL, nv, 4, st)) < 0) {
 		log_info("conn %s: submit on %s: %s", st->ts_name, tc->tc_name,
 		    nghttp2_strerror(id));
 		tc->tc_goaway = true;

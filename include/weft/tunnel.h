@@ -71,6 +71,7 @@ struct weft_tunnel_test {
 	const char	*tt_expect;
 	struct weft_gen	*tt_gen;
 	bool		 tt_last_resumed;	/* out: last client handshake */
+	size_t		 tt_natoms;		/* out: interned strings */
 };
 struct weft_tunnel_test *weft_tunnel_test_hooks(struct weft_tunnel *tn);
 

@@ -522,6 +522,16 @@ test_pool_resume(void)
 	diag("4. pooling and resumption");
 	for (i = 0; i < 10; i++)
 		fds[i] = app_connect("127.0.0.3");
+	for (i = 0; i < 100 && weft_tunnel_nstreams(tns) < 10; i++)
+		spin(5);
+	is_int(weft_tunnel_nstreams(tns), 10, "10 streams open at once");
+	/* A stream's identities, node and route are shared, not copied. */
+	ok(weft_tunnel_test_hooks(tnc)->tt_natoms <= 4,
+	    "client: at most 4 strings for 10 streams (%zu)",
+	    weft_tunnel_test_hooks(tnc)->tt_natoms);
+	ok(weft_tunnel_test_hooks(tns)->tt_natoms <= 2,
+	    "server: at most 2 strings for 10 streams (%zu)",
+	    weft_tunnel_test_hooks(tns)->tt_natoms);
 	for (i = 0; i < 10; i++) {
 		if (exchange(fds[i], 1000 + i, &a, &b, 5000) == 1000 + i &&
 		    a == b)
@@ -529,6 +539,12 @@ test_pool_resume(void)
 		close(fds[i]);
 	}
 	is_int(okn, 10, "10 app connections through the tunnel");
+	for (i = 0; i < 100 && weft_tunnel_nstreams(tns) +
+	    weft_tunnel_nstreams(tnc) > 0; i++)
+		spin(5);
+	ok(weft_tunnel_test_hooks(tnc)->tt_natoms == 0 &&
+	    weft_tunnel_test_hooks(tns)->tt_natoms == 0,
+	    "their strings went with them");
 	v1 = stats(&cxc);
 	is_int(v1.tun_dialed - v0.tun_dialed, 0, "... on the pooled "
 	    "connection (no new handshake)");
