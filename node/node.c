@@ -91,6 +91,9 @@ node_usage(FILE *f)
 	    "  --metrics-push-interval MS  SMI edge metrics to the controller this\n"
 	    "                           often (default 5000)\n"
 	    "  --metrics-expiry SECONDS drop series idle this long (default 300)\n"
+	    "  --tunnel-pool on|off     on (default): connections to another node's pods\n"
+	    "                           share pooled mTLS connections; off: each gets its\n"
+	    "                           own, closed when it ends (for measurements)\n"
 	    "  --cleanup                remove table inet weft and weft's policy routing, exit\n"
 	    "  -h, --help               this text\n",
 	    NODE_DEFAULT_STATE_DIR);
@@ -506,7 +509,7 @@ weft_node_main(int argc, char **argv)
 	    OPT_STATE_DIR, OPT_POD_CIDR, OPT_IFACE_PREFIX, OPT_WORKERS,
 	    OPT_POLL_TIMEOUT, OPT_LOG_LEVEL, OPT_CLEANUP, OPT_CA_BUNDLE,
 	    OPT_ADMIN_LISTEN, OPT_NO_METRICS, OPT_METRICS_PUSH,
-	    OPT_METRICS_EXPIRY };
+	    OPT_METRICS_EXPIRY, OPT_TUNNEL_POOL };
 	static const struct option opts[] = {
 		{ "node-name", required_argument, NULL, OPT_NODE_NAME },
 		{ "controller", required_argument, NULL, OPT_CONTROLLER },
@@ -524,6 +527,7 @@ weft_node_main(int argc, char **argv)
 		{ "metrics-push-interval", required_argument, NULL,
 		    OPT_METRICS_PUSH },
 		{ "metrics-expiry", required_argument, NULL, OPT_METRICS_EXPIRY },
+		{ "tunnel-pool", required_argument, NULL, OPT_TUNNEL_POOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -532,7 +536,7 @@ weft_node_main(int argc, char **argv)
 	const char *controller = NULL, *token_file = NULL, *ca_bundle = NULL;
 	char *token = NULL, *err = NULL, *json, path[4096];
 	enum weft_log_level level = WEFT_LOG_INFO;
-	bool cleanup = false, metrics_on = true;
+	bool cleanup = false, metrics_on = true, tunnel_pool = true;
 	int c, workers = 0, poll_timeout = 30, rc = 1, push_ms = 5000;
 	const char *admin_listen = "0.0.0.0:15020";
 	struct weft_metrics_config mcfg;
@@ -628,6 +632,17 @@ weft_node_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_TUNNEL_POOL:
+			if (strcmp(optarg, "on") == 0)
+				tunnel_pool = true;
+			else if (strcmp(optarg, "off") == 0)
+				tunnel_pool = false;
+			else {
+				fprintf(stderr, "weft node: --tunnel-pool %s: "
+				    "expected on or off\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			node_usage(stdout);
 			return 0;
@@ -713,8 +728,17 @@ weft_node_main(int argc, char **argv)
 	pcfg.outbound_port = WEFT_PORT_OUTBOUND;
 	pcfg.inbound_port = WEFT_PORT_INBOUND;
 	pcfg.own_mark = WEFT_MARK_OWN;
+	pcfg.tunnel_pool_off = !tunnel_pool;
 	if (weft_proxy_start(&pcfg, &n.proxy) == -1)
 		goto out;
+	if (tunnel_pool)
+		log_info("tunnel: pooling on: connections to pods of other "
+		    "nodes share mTLS connections (per source, destination "
+		    "and node)");
+	else
+		log_info("tunnel: pooling off (--tunnel-pool off): one mTLS "
+		    "connection per connection to a pod of another node, "
+		    "closed when it ends");
 
 	/* 2. Policy routing and the table. */
 	if (weft_route_install(WEFT_MARK_TPROXY, WEFT_ROUTE_TABLE,

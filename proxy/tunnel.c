@@ -286,6 +286,7 @@ weft_tunnel_config_defaults(struct weft_tunnel_config *tc)
 	tc->tu_idle_ms = 60000;
 	tc->tu_handshake_ms = 10000;
 	tc->tu_drain_ms = 2000;
+	tc->tu_pool = true;
 }
 
 static double
@@ -2229,13 +2230,16 @@ fail:
 	return NULL;
 }
 
-/* A pooled connection with room for one more stream, or a new one. */
+/* A pooled connection with room for one more stream, or a new one (always,
+ * with pooling off). */
 static struct tun_conn *
 tc_pool_get(struct weft_tunnel *tn, struct tun_stream *st)
 {
 	struct tun_conn *tc;
 	uint32_t lim, peer;
 
+	if (!tn->tn_cfg.tu_pool)
+		return tc_dial(tn, st);
 	TAILQ_FOREACH(tc, &tn->tn_conns, tc_entry) {
 		if (tc->tc_server || tc->tc_goaway || tc->tc_closing ||
 		    tc->tc_dead)
@@ -2299,6 +2303,11 @@ ts_submit(struct tun_stream *st)
 	st->ts_conn = tc;
 	TAILQ_INSERT_TAIL(&tc->tc_streams, st, ts_entry);
 	tc->tc_nstreams++;
+	/* Pooling off: this stream is the connection's only one; when it
+	 * ends, tc_idle_check says GOAWAY and the connection closes, as a
+	 * retired pooled one does. */
+	if (!tn->tn_cfg.tu_pool)
+		tc->tc_goaway = true;
 	evtimer_del(tc->tc_timer);
 	if (!tc->tc_connected)
 		tun_timer_arm(tc->tc_timer, tn->tn_cfg.tu_handshake_ms);

@@ -273,6 +273,7 @@ weft_proxy_start_opts(const struct weft_proxy_config *cfg,
 		}
 		weft_tunnel_config_defaults(&tcfg);
 		tcfg.tu_port = p->p_cfg.tunnel_port;
+		tcfg.tu_pool = !p->p_cfg.tunnel_pool_off;
 		if (weft_tunnel_new(&w->w_ctx, &tcfg) == NULL) {
 			log_warnx("worker %d: tunnel", i);
 			goto fail;

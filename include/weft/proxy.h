@@ -5,6 +5,7 @@
 #ifndef WEFT_PROXY_H
 #define WEFT_PROXY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ struct weft_proxy_config {
 						 * before it is refused; 0 = default */
 	struct weft_metrics *metrics;		/* borrowed; worker i records in
 						 * its shard i; NULL = off */
+	bool		 tunnel_pool_off;	/* one TLS connection per tunnel
+						 * stream (weft/tunnel.h
+						 * tu_pool); false = pooled */
 };
 
 struct weft_metrics;

@@ -1,7 +1,8 @@
 /* The tunnel between nodes (DESIGN §3, HBONE-like): each captured
  * connection from a local meshed pod to a meshed pod on another node is one
  * HTTP/2 CONNECT stream over a pooled TLS 1.3 connection to port 15008 of
- * the destination pod, presenting the source pod's certificate.  The peer
+ * the destination pod, presenting the source pod's certificate (with
+ * tu_pool off: a TLS connection of its own, closed when the stream ends).  The peer
  * node's :15008 listener (WEFT_DIR_TUNNEL) is the server side.
  *
  * One struct weft_tunnel per worker thread, next to its weft_conn_ctx (which
@@ -27,6 +28,12 @@ struct weft_tunnel_config {
 	int		 tu_handshake_ms;	/* 10000 */
 	int		 tu_drain_ms;		/* graceful stop: how long open
 						 * streams may take: 2000 */
+	bool		 tu_pool;		/* client connections carry many
+						 * streams: true.  false: one
+						 * stream per TLS connection,
+						 * closed (GOAWAY, close_notify)
+						 * when it ends; sessions still
+						 * resume */
 };
 
 void	weft_tunnel_config_defaults(struct weft_tunnel_config *tc);

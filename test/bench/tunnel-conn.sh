@@ -1,12 +1,18 @@
 #!/bin/bash
 # Benchmark: pod -> pod across nodes through the mTLS tunnel (HTTP/2 CONNECT
-# streams on pooled TLS 1.3 connections) vs. the same path with the daemons
-# stopped and their tables removed (plain routing), interleaved in one run:
+# streams on pooled TLS 1.3 connections), through the tunnel with pooling
+# off (both daemons restarted with --tunnel-pool off: one TLS connection per
+# app connection, sessions resumed), and the same path with the daemons
+# stopped and their tables removed (plain routing), interleaved per round:
 #   - new connections per second: wrk -t1 -c50 -H 'Connection: close'
-#   - keep-alive requests per second: wrk -t1 -c50
-#   - CPU of both daemons per connection / request (utime+stime, A+B)
+#     (pooled, pool off, without weft)
+#   - keep-alive requests per second: wrk -t1 -c50 (pooled, without weft)
+#   - CPU per connection / request (utime+stime) of node-1 (A, client side)
+#     and node-2 (B, server side), and A+B
 #   - memory per idle connection through the tunnel: N idle TCP connections
 #     from the client pod to api-1:9000, RSS delta of both daemons / N
+# Pool off must show one TLS handshake per app connection on node-2 (its
+# "tunnel ... accepted" and "tunnel-in" log lines), or the bench fails.
 #
 #   test/bench/tunnel-conn.sh BUILDDIR [SECONDS] [ROUNDS] [IDLE]     (root)
 #
@@ -46,8 +52,15 @@ weft_off() {
 		node "$n" "$WEFT_BIN" node --cleanup >/dev/null 2>&1
 	done
 }
+# weft_on [pool|nopool]: (re)start both daemons, pooled (the lab's node
+# arguments) or with --tunnel-pool off added for this start.
 weft_on() {
-	lab restart node/node-1 node/node-2 >/dev/null
+	if [[ ${1:-pool} == nopool ]]; then
+		WEFT_LAB_NODE_ARGS="${WEFT_LAB_NODE_ARGS:-} --tunnel-pool off" \
+			lab restart node/node-1 node/node-2 >/dev/null
+	else
+		lab restart node/node-1 node/node-2 >/dev/null
+	fi
 	wait_for -t 20 eval "pod tools/client curl -sS --fail --max-time 2 $URL"
 }
 # cpu_ticks PID: utime + stime of every thread.
@@ -60,28 +73,69 @@ run_wrk() {
 	grep -q 'Non-2xx\|Socket errors' "$IT_TMP/wrk.out" && cat "$IT_TMP/wrk.out" >&2
 	awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$IT_TMP/wrk.out"
 }
-# measure WHAT ARGS...: "REQ/S CPU-µs-per-request(A+B)" through weft.
+# measure ARGS...: "REQ/S A B A+B" through weft, the last three CPU µs per
+# request of node-1 (A), node-2 (B) and both.
 measure() {
-	local p1 p2 c0 c1 r
+	local p1 p2 a0 b0 a1 b1 r
 	p1=$(lab pid node/node-1) p2=$(lab pid node/node-2)
-	c0=$(( $(cpu_ticks "$p1") + $(cpu_ticks "$p2") ))
+	a0=$(cpu_ticks "$p1") b0=$(cpu_ticks "$p2")
 	r=$(run_wrk "$@")
-	c1=$(( $(cpu_ticks "$p1") + $(cpu_ticks "$p2") ))
-	echo "$r $(awk -v d=$((c1 - c0)) -v hz="$hz" -v r="$r" -v s="$secs" \
-		'BEGIN { printf "%.0f", (r > 0 ? d / hz * 1e6 / (r * s) : 0) }')"
+	a1=$(cpu_ticks "$p1") b1=$(cpu_ticks "$p2")
+	awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v hz="$hz" -v r="$r" \
+	    -v s="$secs" 'BEGIN { n = r * s; if (n <= 0) n = 1e300
+		printf "%d %.0f %.0f %.0f\n", r, a / hz * 1e6 / n,
+		    b / hz * 1e6 / n, (a + b) / hz * 1e6 / n }'
+}
+# node-2's log lines from line FROM on: "HANDSHAKES RESUMED STREAMS" (the
+# client pod's TLS connections accepted, how many resumed, and its tunnel
+# streams to api-1).
+N2LOG=$(node_log_file node-2)
+ID_CLIENT=spiffe://cluster.local/ns/tools/sa/client
+tls_count() {
+	tail -n +"$1" "$N2LOG" | awk -v id="$ID_CLIENT" -v dst="-> $IP_API1:8080 " '
+		/ tunnel t[0-9]+-[0-9]+ accepted from / && index($0, "peer=" id " ") {
+			h++; if (index($0, "(resumed)")) res++ }
+		/ tunnel-in / && index($0, dst) { st++ }
+		END { printf "%d %d %d\n", h, res, st }'
 }
 
-declare -a conn_w conn_o ka_w ka_o cpu_conn cpu_ka
+declare -a conn_w conn_p conn_o ka_w ka_o
+declare -a ca_w cb_w cab_w ca_p cb_p cab_p ka_a ka_b ka_ab
 for r in $(seq 1 "$rounds"); do
-	read -r c cc < <(measure -H 'Connection: close')
-	read -r k kc < <(measure)
-	conn_w+=("$c") cpu_conn+=("$cc") ka_w+=("$k") cpu_ka+=("$kc")
+	# Pooled.
+	sleep 0.3	# the readiness probe's log lines
+	l0=$(( $(wc -l <"$N2LOG") + 1 ))
+	read -r c ca cb cab < <(measure -H 'Connection: close')
+	sleep 0.5	# the last streams' log lines
+	read -r hs_w _ st_w < <(tls_count "$l0")
+	read -r k ka kb kab < <(measure)
+	conn_w+=("$c") ca_w+=("$ca") cb_w+=("$cb") cab_w+=("$cab")
+	ka_w+=("$k") ka_a+=("$ka") ka_b+=("$kb") ka_ab+=("$kab")
+	# Pool off: one TLS connection per app connection.
+	n1=$(( $(wc -l <"$(node_log_file node-1)") + 1 ))
+	weft_on nopool
+	tail -n +"$n1" "$(node_log_file node-1)" | grep -q "tunnel: pooling off" ||
+		fail "node-1 did not start with --tunnel-pool off"
+	sleep 0.3
+	l0=$(( $(wc -l <"$N2LOG") + 1 ))
+	read -r p pa pb pab < <(measure -H 'Connection: close')
+	sleep 0.5
+	read -r hs_p res_p st_p < <(tls_count "$l0")
+	conn_p+=("$p") ca_p+=("$pa") cb_p+=("$pb") cab_p+=("$pab")
+	# Every stream on a handshake of its own (pooled: a handful for
+	# thousands).  Slack: up to -c50 more handshakes (app connections wrk
+	# cut before their CONNECT went out), 2 fewer (a probe's late line).
+	(( st_p >= 100 && hs_p + 2 >= st_p && hs_p <= st_p + 60 )) ||
+		fail "pool off: $hs_p TLS connections for $st_p streams on node-2"
+	# Without weft.
 	weft_off
 	conn_o+=("$(run_wrk -H 'Connection: close')")
 	ka_o+=("$(run_wrk)")
-	weft_on
-	echo "round $r: new conn/s through weft $c (${cc} µs A+B), without ${conn_o[-1]};" \
-		"keep-alive req/s through weft $k (${kc} µs A+B), without ${ka_o[-1]}"
+	weft_on pool
+	echo "round $r: new conn/s through weft $c (A $ca + B $cb = $cab µs; $hs_w TLS" \
+		"connections for $st_w streams), pool off $p (A $pa + B $pb = $pab µs;" \
+		"$hs_p TLS connections, $res_p resumed, for $st_p streams), without ${conn_o[-1]};" \
+		"keep-alive req/s through weft $k (A $ka + B $kb = $kab µs), without ${ka_o[-1]}"
 done
 grep -q "outbound .* -> $IP_API1:8080 via tunnel" "$(node_log_file node-1)" ||
 	fail "wrk did not go through the tunnel"
@@ -123,9 +177,18 @@ touch "$IT_TMP/stop"
 wait "$ipid" || true
 
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "median of $rounds rounds, ${secs}s each, wrk -t1 -c50:"
-echo "  new conn/s:     through weft $(med "${conn_w[@]}") ($(med "${cpu_conn[@]}") µs CPU A+B per connection), without weft $(med "${conn_o[@]}")   [prototype: 3,690 at 293 µs; direct 7,705]"
-echo "  keep-alive req/s: through weft $(med "${ka_w[@]}") ($(med "${cpu_ka[@]}") µs CPU A+B per request), without weft $(med "${ka_o[@]}")   [prototype: 10,916 at 105 µs; direct 23,762]"
+th() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }	# 12345 -> 12,345
+cpu() {	# A-ARRAY B-ARRAY A+B-ARRAY (names): "A x µs + B y µs, A+B z µs"
+	local -n xa=$1 xb=$2 xab=$3
+	echo "A $(med "${xa[@]}") µs + B $(med "${xb[@]}") µs, A+B $(med "${xab[@]}") µs"
+}
+echo "median of $rounds rounds, ${secs}s each, wrk -t1 -c50; CPU per connection or request of"
+echo "node-1 (A, client side) and node-2 (B, server side), each the median of its own:"
+echo "  new conn/s: through weft $(th "$(med "${conn_w[@]}")") ($(cpu ca_w cb_w cab_w))," \
+	"pool off $(th "$(med "${conn_p[@]}")") ($(cpu ca_p cb_p cab_p))," \
+	"without weft $(th "$(med "${conn_o[@]}")")   [prototype: 3,690 at 293 µs A+B; direct 7,705]"
+echo "  keep-alive req/s: through weft $(th "$(med "${ka_w[@]}")") ($(cpu ka_a ka_b ka_ab))," \
+	"without weft $(th "$(med "${ka_o[@]}")")   [prototype: 10,916 at 105 µs A+B; direct 23,762]"
 awk -v n="$idle" -v a="$((a1 - m1))" -v b="$((a2 - m2))" 'BEGIN {
 	printf "  idle connections: %d, RSS +%d KiB node-1, +%d KiB node-2: %.2f + %.2f = %.2f KiB per connection A+B   [prototype: 4.05]\n",
 	    n, a, b, a / n, b / n, (a + b) / n }'

@@ -838,6 +838,131 @@ test_drain(void)
 	spin(20);
 }
 
+/* End an app connection cleanly: half-close, read to EOF, close. */
+static void
+app_end(int fd)
+{
+	char c;
+	int i;
+
+	shutdown(fd, SHUT_WR);
+	for (i = 0; i < 200 && read(fd, &c, 1) != 0; i++)
+		spin(5);
+	close(fd);
+}
+
+/* Wait (up to 1 s) until the client and the server have n TLS connections
+ * each. */
+static bool
+nconns_become(size_t n)
+{
+	int i;
+
+	for (i = 0; i < 200 && (weft_tunnel_nconns(tnc) != n ||
+	    weft_tunnel_nconns(tns) != n); i++)
+		spin(5);
+	return weft_tunnel_nconns(tnc) == n && weft_tunnel_nconns(tns) == n;
+}
+
+/* A new client tunnel on cxc, pooling on or off. */
+static void
+client_remake(bool pool)
+{
+	struct weft_tunnel_config tc;
+
+	weft_tunnel_free(tnc);
+	weft_tunnel_config_defaults(&tc);
+	tc.tu_port = tun_port;
+	tc.tu_drain_ms = 600;
+	tc.tu_pool = pool;
+	tnc = weft_tunnel_new(&cxc, &tc);
+}
+
+static void
+test_pool_off(void)
+{
+	struct weft_tunnel_config tc;
+	struct weft_conn_stats_view c0, c1, s0, s1;
+	struct weft_tunnel_test *th;
+	uint64_t a, b;
+	int fds[2], i;
+
+	diag("7. pooling off: a TLS connection per stream, closed when it ends");
+	weft_tunnel_config_defaults(&tc);
+	ok(tc.tu_pool, "pooling is on by default");
+	client_remake(false);
+	ok(tnc != NULL, "client tunnel with pooling off");
+	if (tnc == NULL)
+		return;
+	th = weft_tunnel_test_hooks(tnc);
+	ok(nconns_become(0), "no TLS connection to start with");
+
+	/* Two at once. */
+	c0 = stats(&cxc);
+	s0 = stats(&cxs);
+	fds[0] = app_connect("127.0.0.3");
+	fds[1] = app_connect("127.0.0.3");
+	ok(roundtrip(fds[0], 100, 3000) && roundtrip(fds[1], 200, 3000),
+	    "two concurrent streams work");
+	c1 = stats(&cxc);
+	is_int(c1.tun_dialed - c0.tun_dialed, 2, "... on two TLS connections "
+	    "(client dialed two)");
+	is_int(weft_tunnel_nconns(tnc), 2, "client has two connections");
+	is_int(weft_tunnel_nstreams(tnc), 2, "... and two streams");
+	app_end(fds[0]);
+	ok(nconns_become(1), "the first stream ended: its connection is "
+	    "closed on both sides, the other one stays");
+	ok(roundtrip(fds[1], 300, 3000), "the other stream still works");
+	app_end(fds[1]);
+	ok(nconns_become(0), "the second stream ended: no connection left");
+	s1 = stats(&cxs);
+	is_int(s1.tun_accepted - s0.tun_accepted, 2, "server: two handshakes");
+	is_int(s1.closed[WEFT_CLOSE_EOF] - s0.closed[WEFT_CLOSE_EOF], 2,
+	    "server: both streams ended cleanly (eof)");
+
+	/* One after the other: never the previous stream's connection. */
+	c0 = stats(&cxc);
+	for (i = 0; i < 2; i++) {
+		th->tt_last_resumed = false;
+		fds[0] = app_connect("127.0.0.3");
+		ok(exchange(fds[0], 1000 + i, &a, &b, 5000) == 1000 + i &&
+		    a == b, "sequential stream %d works", i + 1);
+		close(fds[0]);
+		ok(th->tt_last_resumed, "... its handshake resumed");
+		ok(nconns_become(0), "... its connection closed when it "
+		    "ended");
+	}
+	c1 = stats(&cxc);
+	is_int(c1.tun_dialed - c0.tun_dialed, 2, "two sequential streams: "
+	    "two TLS connections");
+	is_int(weft_tunnel_nstreams(tnc) + weft_tunnel_nstreams(tns), 0,
+	    "no stream left");
+
+	/* Pooling on again: one connection for both, kept when idle. */
+	client_remake(true);
+	ok(tnc != NULL, "client tunnel with pooling on");
+	if (tnc == NULL)
+		return;
+	c0 = stats(&cxc);
+	fds[0] = app_connect("127.0.0.3");
+	fds[1] = app_connect("127.0.0.3");
+	ok(roundtrip(fds[0], 100, 3000) && roundtrip(fds[1], 200, 3000),
+	    "pooling on: two concurrent streams work");
+	is_int(weft_tunnel_nconns(tnc), 1, "... on one TLS connection");
+	app_end(fds[0]);
+	app_end(fds[1]);
+	fds[0] = app_connect("127.0.0.3");
+	ok(exchange(fds[0], 100, &a, &b, 5000) == 100 && a == b,
+	    "then a sequential one");
+	close(fds[0]);
+	spin(50);
+	c1 = stats(&cxc);
+	is_int(c1.tun_dialed - c0.tun_dialed, 1, "... on the same connection "
+	    "(one dial for all three)");
+	ok(weft_tunnel_nconns(tnc) == 1 && weft_tunnel_nstreams(tnc) == 0,
+	    "the idle connection is kept");
+}
+
 int
 main(void)
 {
@@ -913,6 +1038,7 @@ main(void)
 	test_resume_limits();
 	test_refusals();
 	test_drain();
+	test_pool_off();
 
 	weft_conn_ctx_shutdown(&cxc);
 	weft_conn_ctx_shutdown(&cxs);
