@@ -11,7 +11,9 @@
  * may see a request counted whose histogram bucket is not yet, never a torn
  * value.  A label set appears once per shard (the table interns it: the
  * series owns one copy of its strings); readers merge equal label sets of
- * different shards by summing.
+ * different shards by summing.  The flows (a proxied connection's labels
+ * and the series it holds) of a shard with equal labels share one
+ * refcounted copy of them in a second owner-only table.
  *
  * Kinds of series:
  *   REQ   weft_requests_total and weft_request_duration_seconds
@@ -59,6 +61,9 @@ enum met_str {
 	MS_REASON,
 	MS_N
 };
+
+/* A flow's strings: all but the reason. */
+#define MS_FLOW_N	MS_REASON
 
 #define MET_NBUCKETS	16	/* weft_request_duration_seconds, +Inf apart */
 #define MET_TAB_MIN	64
@@ -116,6 +121,8 @@ struct met_series {
 	struct met_edge	*s_edge;		/* EDGE: same allocation */
 };
 
+struct met_labels;
+
 struct weft_metrics_shard {
 	struct weft_metrics *sh_m;
 	pthread_mutex_t	 sh_mu;
@@ -124,6 +131,11 @@ struct weft_metrics_shard {
 	size_t		 sh_n;
 	struct met_series *sh_head;		/* the list (mutex) */
 	struct event	*sh_timer;		/* owned; sweep */
+	struct met_labels **sh_ltab;		/* the flows' label sets;
+						 * owned; owner only */
+	size_t		 sh_ltabsize;		/* power of two */
+	struct weft_metrics_test sh_test;	/* sh_test.mt_label_sets:
+						 * live sets */
 };
 
 struct weft_metrics {
@@ -193,9 +205,18 @@ weft_metrics_new(const struct weft_metrics_config *mc, int nshards)
 			return NULL;
 		}
 		sh->sh_tabsize = MET_TAB_MIN;
+		if ((sh->sh_ltab = calloc(MET_TAB_MIN,
+		    sizeof(*sh->sh_ltab))) == NULL) {
+			weft_metrics_free(m);
+			errno = ENOMEM;
+			return NULL;
+		}
+		sh->sh_ltabsize = MET_TAB_MIN;
 	}
 	return m;
 }
+
+static void	met_labels_free_all(struct weft_metrics_shard *);
 
 void
 weft_metrics_free(struct weft_metrics *m)
@@ -216,6 +237,7 @@ weft_metrics_free(struct weft_metrics *m)
 		sh->sh_head = NULL;
 		free(sh->sh_tab);
 		sh->sh_tab = NULL;
+		met_labels_free_all(sh);
 		pthread_mutex_destroy(&sh->sh_mu);
 	}
 	free(m->m_shards);
@@ -577,17 +599,32 @@ weft_metrics_tcp_close(struct weft_metrics_shard *sh,
 
 #define FLOW_REQ_CACHE	4
 
+/* A flow's labels: its side and strings, shared by every flow of the shard
+ * with the same ones (thousands of connections between the same pods cost
+ * one copy), immutable, freed with its last flow.  The set also holds the
+ * two series that its labels alone decide (s_refs), for all its flows: the
+ * connections' TCP series and the SMI edge (taken at the first request).
+ * Owner only: the readers see series, never sets. */
+struct met_labels {
+	struct met_labels *l_next;		/* hash chain */
+	struct weft_metrics_shard *l_sh;	/* its table's */
+	uint64_t	 l_hash;		/* met_hash of its edge key */
+	uint32_t	 l_refs;		/* flows */
+	uint8_t		 l_side;
+	struct met_series *l_tcp;		/* a reference; NULL when out
+						 * of memory */
+	struct met_series *l_edge;		/* a reference, or NULL */
+	const char	*l_str[MS_FLOW_N];	/* into l_buf */
+	char		 l_buf[];
+};
+
 /* The series a flow uses are held (s_refs) while it lives, so that its
- * requests need no lookup: the edge, and the request series of its last
- * few statuses, most recent first. */
+ * requests need no lookup: its label set's (TCP, edge), and the request
+ * series of its last few statuses, most recent first.  Nothing else: an
+ * idle flow is these 40 bytes, the strings are the set's. */
 struct weft_metrics_flow {
-	enum weft_metrics_side f_side;
-	struct met_series *f_tcp;		/* a reference (s_refs); NULL
-						 * when out of memory */
-	struct met_series *f_edge;		/* a reference, or NULL */
+	struct met_labels *f_lab;		/* a reference */
 	struct met_series *f_req[FLOW_REQ_CACHE]; /* references, or NULL */
-	const char	*f_str[MS_N];		/* into f_buf */
-	char		 f_buf[];
 };
 
 static void
@@ -599,52 +636,19 @@ met_unref(struct met_series *s, int64_t now)
 	}
 }
 
-struct weft_metrics_flow *
-weft_metrics_flow_new(struct weft_metrics_shard *sh,
-    const struct weft_metrics_conn *c)
-{
-	struct weft_metrics_flow *f;
-	const char *v[MS_N] = { 0 };
-	size_t i, len[MS_N], total = 0;
-	char *p;
-
-	if (sh == NULL)
-		return NULL;
-	v[MS_SRC_NS] = c->src.ns;
-	v[MS_SRC_SA] = c->src.sa;
-	v[MS_SRC_POD] = c->src.pod;
-	v[MS_DST_NS] = c->dst.ns;
-	v[MS_DST_SA] = c->dst.sa;
-	v[MS_DST_POD] = c->dst.pod;
-	v[MS_SERVICE] = c->dst_service;
-	v[MS_APEX] = c->split_apex;
-	for (i = 0; i < MS_N; i++)
-		total += (len[i] = strlen(met_s(v[i])) + 1);
-	if ((f = calloc(1, sizeof(*f) + total)) == NULL)
-		return NULL;
-	p = f->f_buf;
-	for (i = 0; i < MS_N; i++) {
-		memcpy(p, met_s(v[i]), len[i]);
-		f->f_str[i] = p;
-		p += len[i];
-	}
-	f->f_side = c->side;
-	f->f_tcp = (struct met_series *)weft_metrics_tcp_open(sh, c);
-	return f;
-}
-
+/* The key of kind k for the series of a flow with labels l. */
 static void
-met_flow_key(const struct weft_metrics_flow *f, enum met_kind kind,
-    int status, struct met_key *k)
+met_labels_key(const struct met_labels *l, enum met_kind kind, int status,
+    struct met_key *k)
 {
 	size_t i;
 
 	memset(k, 0, sizeof(*k));
 	k->kind = kind;
-	k->side = f->f_side;
+	k->side = l->l_side;
 	k->status = status;
-	for (i = 0; i < MS_N; i++)
-		k->str[i] = f->f_str[i];
+	for (i = 0; i < MS_FLOW_N; i++)
+		k->str[i] = l->l_str[i];
 	k->str[MS_REASON] = NULL;
 	if (kind != MET_EDGE) {
 		k->str[MS_SRC_POD] = NULL;
@@ -653,11 +657,153 @@ met_flow_key(const struct weft_metrics_flow *f, enum met_kind kind,
 	}
 }
 
+static void
+met_labels_grow(struct weft_metrics_shard *sh)
+{
+	struct met_labels **nt, *l, *next;
+	size_t i, nsize = sh->sh_ltabsize * 2;
+
+	if ((nt = calloc(nsize, sizeof(*nt))) == NULL)
+		return;		/* longer chains, still correct */
+	for (i = 0; i < sh->sh_ltabsize; i++) {
+		for (l = sh->sh_ltab[i]; l != NULL; l = next) {
+			next = l->l_next;
+			l->l_next = nt[l->l_hash & (nsize - 1)];
+			nt[l->l_hash & (nsize - 1)] = l;
+		}
+	}
+	free(sh->sh_ltab);
+	sh->sh_ltab = nt;
+	sh->sh_ltabsize = nsize;
+}
+
+/* The label set of c with one more reference, made if new; NULL only when
+ * out of memory.  Its TCP series is taken here (again, if it could not be
+ * before). */
+static struct met_labels *
+met_labels_get(struct weft_metrics_shard *sh,
+    const struct weft_metrics_conn *c)
+{
+	struct met_labels *l;
+	struct met_key k;
+	uint64_t h;
+	size_t i, len[MS_FLOW_N], total = 0;
+	char *p;
+
+	/* The edge's key: side and every string of the flow. */
+	memset(&k, 0, sizeof(k));
+	k.kind = MET_EDGE;
+	k.side = c->side;
+	k.str[MS_SRC_NS] = c->src.ns;
+	k.str[MS_SRC_SA] = c->src.sa;
+	k.str[MS_SRC_POD] = c->src.pod;
+	k.str[MS_DST_NS] = c->dst.ns;
+	k.str[MS_DST_SA] = c->dst.sa;
+	k.str[MS_DST_POD] = c->dst.pod;
+	k.str[MS_SERVICE] = c->dst_service;
+	k.str[MS_APEX] = c->split_apex;
+	h = met_hash(&k);
+	for (l = sh->sh_ltab[h & (sh->sh_ltabsize - 1)]; l != NULL;
+	    l = l->l_next) {
+		if (l->l_hash != h || l->l_side != (uint8_t)c->side)
+			continue;
+		for (i = 0; i < MS_FLOW_N; i++)
+			if (strcmp(l->l_str[i], met_s(k.str[i])) != 0)
+				break;
+		if (i == MS_FLOW_N)
+			break;
+	}
+	if (l == NULL) {
+		for (i = 0; i < MS_FLOW_N; i++)
+			total += (len[i] = strlen(met_s(k.str[i])) + 1);
+		if ((l = calloc(1, sizeof(*l) + total)) == NULL)
+			return NULL;
+		p = l->l_buf;
+		for (i = 0; i < MS_FLOW_N; i++) {
+			memcpy(p, met_s(k.str[i]), len[i]);
+			l->l_str[i] = p;
+			p += len[i];
+		}
+		l->l_sh = sh;
+		l->l_hash = h;
+		l->l_side = (uint8_t)c->side;
+		if (sh->sh_test.mt_label_sets >= sh->sh_ltabsize * 2)
+			met_labels_grow(sh);
+		l->l_next = sh->sh_ltab[h & (sh->sh_ltabsize - 1)];
+		sh->sh_ltab[h & (sh->sh_ltabsize - 1)] = l;
+		sh->sh_test.mt_label_sets++;
+	}
+	if (l->l_tcp == NULL) {
+		met_labels_key(l, MET_TCP, 0, &k);
+		if ((l->l_tcp = met_get(sh, &k, met_now())) != NULL)
+			l->l_tcp->s_refs++;
+	}
+	l->l_refs++;
+	return l;
+}
+
+/* Drop a reference to l; its last one frees it and lets its series go. */
+static void
+met_labels_put(struct met_labels *l, int64_t now)
+{
+	struct weft_metrics_shard *sh = l->l_sh;
+	struct met_labels **pp;
+
+	if (--l->l_refs > 0)
+		return;
+	for (pp = &sh->sh_ltab[l->l_hash & (sh->sh_ltabsize - 1)]; *pp != l;
+	    pp = &(*pp)->l_next)
+		;
+	*pp = l->l_next;
+	sh->sh_test.mt_label_sets--;
+	met_unref(l->l_tcp, now);
+	met_unref(l->l_edge, now);
+	free(l);
+}
+
+/* The registry goes (weft_metrics_free): sets some flow still holds. */
+static void
+met_labels_free_all(struct weft_metrics_shard *sh)
+{
+	struct met_labels *l, *next;
+	size_t i;
+
+	for (i = 0; sh->sh_ltab != NULL && i < sh->sh_ltabsize; i++) {
+		for (l = sh->sh_ltab[i]; l != NULL; l = next) {
+			next = l->l_next;
+			free(l);
+		}
+	}
+	free(sh->sh_ltab);
+	sh->sh_ltab = NULL;
+	sh->sh_test.mt_label_sets = 0;
+}
+
+struct weft_metrics_flow *
+weft_metrics_flow_new(struct weft_metrics_shard *sh,
+    const struct weft_metrics_conn *c)
+{
+	struct weft_metrics_flow *f;
+
+	if (sh == NULL)
+		return NULL;
+	if ((f = calloc(1, sizeof(*f))) == NULL)
+		return NULL;
+	if ((f->f_lab = met_labels_get(sh, c)) == NULL) {
+		free(f);
+		return NULL;
+	}
+	if (f->f_lab->l_tcp != NULL)
+		ADD(f->f_lab->l_tcp->s_v.tcp.opened, 1);
+	return f;
+}
+
 void
 weft_metrics_flow_request(struct weft_metrics_shard *sh,
     struct weft_metrics_flow *f, int status, double duration_s,
     const char *deny_reason)
 {
+	struct met_labels *l;
 	struct met_key k;
 	struct met_series *s = NULL;
 	int64_t now;
@@ -667,6 +813,7 @@ weft_metrics_flow_request(struct weft_metrics_shard *sh,
 
 	if (sh == NULL || f == NULL)
 		return;
+	l = f->f_lab;
 	now = met_now();
 	have_lat = met_lat(status, duration_s);
 	d = have_lat ? duration_s : 0;
@@ -677,7 +824,7 @@ weft_metrics_flow_request(struct weft_metrics_shard *sh,
 			break;
 		}
 	if (s == NULL) {
-		met_flow_key(f, MET_REQ, status, &k);
+		met_labels_key(l, MET_REQ, status, &k);
 		if ((s = met_get(sh, &k, now)) != NULL) {
 			s->s_refs++;
 			i = FLOW_REQ_CACHE - 1;
@@ -693,19 +840,19 @@ weft_metrics_flow_request(struct weft_metrics_shard *sh,
 		met_req_add(s, have_lat, d);
 	}
 	if (deny_reason != NULL) {
-		met_flow_key(f, MET_DENY, 0, &k);
+		met_labels_key(l, MET_DENY, 0, &k);
 		k.str[MS_REASON] = *deny_reason ? deny_reason : "denied";
 		if ((s = met_get(sh, &k, now)) != NULL)
 			ADD(s->s_v.deny.count, 1);
 	}
-	if (f->f_edge == NULL) {
-		met_flow_key(f, MET_EDGE, 0, &k);
-		if ((f->f_edge = met_get(sh, &k, now)) != NULL)
-			f->f_edge->s_refs++;
+	if (l->l_edge == NULL) {
+		met_labels_key(l, MET_EDGE, 0, &k);
+		if ((l->l_edge = met_get(sh, &k, now)) != NULL)
+			l->l_edge->s_refs++;
 	}
-	if (f->f_edge != NULL) {
-		f->f_edge->s_last = now;
-		met_edge_add(f->f_edge, status, have_lat, d);
+	if (l->l_edge != NULL) {
+		l->l_edge->s_last = now;
+		met_edge_add(l->l_edge, status, have_lat, d);
 	}
 }
 
@@ -713,24 +860,36 @@ void
 weft_metrics_flow_close(struct weft_metrics_shard *sh,
     struct weft_metrics_flow *f, uint64_t sent, uint64_t received)
 {
+	struct met_series *t;
 	int64_t now;
 	size_t i;
 
 	if (f == NULL)
 		return;
 	now = met_now();
-	met_unref(f->f_edge, now);
 	for (i = 0; i < FLOW_REQ_CACHE; i++)
 		met_unref(f->f_req[i], now);
-	weft_metrics_tcp_close(sh, (struct weft_metrics_tcp_series *)f->f_tcp,
-	    sent, received);
+	if (sh != NULL && (t = f->f_lab->l_tcp) != NULL) {
+		ADD(t->s_v.tcp.closed, 1);
+		ADD(t->s_v.tcp.sent, sent);
+		ADD(t->s_v.tcp.received, received);
+	}
+	met_labels_put(f->f_lab, now);
 	free(f);
 }
 
 enum weft_metrics_side
 weft_metrics_flow_side(const struct weft_metrics_flow *f)
 {
-	return f->f_side;
+	return (enum weft_metrics_side)f->f_lab->l_side;
+}
+
+const struct weft_metrics_test *
+weft_metrics_test_hooks(struct weft_metrics_shard *sh)
+{
+	sh->sh_test.mt_flow_size = sizeof(struct weft_metrics_flow);
+	sh->sh_test.mt_labels_size = sizeof(struct met_labels);
+	return &sh->sh_test;
 }
 
 /* --- latency histograms --------------------------------------------------- */

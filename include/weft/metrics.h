@@ -156,14 +156,16 @@ void	weft_metrics_tcp_close(struct weft_metrics_shard *sh,
 	    struct weft_metrics_tcp_series *s, uint64_t sent,
 	    uint64_t received);
 
-/* A flow: one proxied connection's labels, copied once when it opens, and
- * its TCP series.  Requests on it are recorded without looking anything up
- * again (weft_metrics_flow_request), which is what a connection whose
+/* A flow: one proxied connection's labels, looked up once when it opens,
+ * and its TCP series.  Requests on it are recorded without looking anything
+ * up again (weft_metrics_flow_request), which is what a connection whose
  * destination is fixed wants; per-request routing fills a
  * struct weft_metrics_req instead.  new counts the connection opened and
  * returns a flow owned by the caller (NULL when sh is NULL or out of
  * memory; every flow function accepts NULL); close counts it closed with
- * its bytes and frees it. */
+ * its bytes and frees it.  Flows of a shard with the same labels share one
+ * copy of them, which the shard owns: a flow is made, used and closed on
+ * its shard's thread only, and pass that shard (sh) to each call. */
 struct weft_metrics_flow;
 
 struct weft_metrics_flow *weft_metrics_flow_new(struct weft_metrics_shard *sh,
@@ -177,6 +179,17 @@ void	weft_metrics_flow_close(struct weft_metrics_shard *sh,
 	    struct weft_metrics_flow *f, uint64_t sent, uint64_t received);
 /* The flow's side and labels (borrowed from f). */
 enum weft_metrics_side weft_metrics_flow_side(const struct weft_metrics_flow *f);
+
+/* Tests only: the shard's live flow label sets (one per distinct side and
+ * labels among its open flows), and the sizes of a flow and of a label set
+ * without its strings. */
+struct weft_metrics_test {
+	size_t		 mt_label_sets;
+	size_t		 mt_flow_size;
+	size_t		 mt_labels_size;
+};
+const struct weft_metrics_test *weft_metrics_test_hooks(
+	    struct weft_metrics_shard *sh);
 
 /* Remove series idle longer than the expiry (as of now_s, a
  * CLOCK_MONOTONIC second).  The timer calls it; tests call it directly. */

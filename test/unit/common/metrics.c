@@ -541,6 +541,194 @@ test_flow(void)
 	weft_metrics_free(m);
 }
 
+static struct weft_metrics_conn
+conn(enum weft_metrics_side side, const char *src_pod, const char *dst_pod)
+{
+	struct weft_metrics_conn c;
+
+	memset(&c, 0, sizeof(c));
+	c.side = side;
+	c.src.ns = "tools";
+	c.src.sa = "client";
+	c.src.pod = src_pod;
+	c.dst.ns = "shop";
+	c.dst.sa = "api";
+	c.dst.pod = dst_pod;
+	c.dst_service = "api";
+	return c;
+}
+
+/* The exposition and the edges of a fixed script of flows, from scratch:
+ * flows of one label set at a time, so that nothing is shared, or all open
+ * together, so that equal labels share their set.  Equal either way. */
+static void
+flow_script(bool together, char **text, char **json)
+{
+	struct weft_metrics *m = weft_metrics_new(NULL, 2);
+	struct weft_metrics_shard *sh = weft_metrics_shard(m, 0);
+	struct weft_metrics_flow *f[6];
+	struct weft_metrics_conn c[6];
+	size_t i, n;
+
+	c[0] = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-1");
+	c[1] = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-1");
+	c[2] = conn(WEFT_METRICS_INBOUND, "client-1", "api-1");
+	c[3] = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-2");
+	c[4] = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-2");
+	c[4].split_apex = "api-root";
+	c[5] = conn(WEFT_METRICS_OUTBOUND, NULL, NULL);
+	c[5].dst_service = NULL;
+	for (i = 0; i < 6; i++) {
+		f[i] = weft_metrics_flow_new(sh, &c[i]);
+		weft_metrics_flow_request(sh, f[i], 200, 0.001 * (double)(i + 1),
+		    NULL);
+		weft_metrics_flow_request(sh, f[i], i % 2 ? 503 : 0, 0.01,
+		    NULL);
+		if (i == 2)
+			weft_metrics_flow_request(sh, f[i], 403, 0.0001,
+			    "no-traffic-target");
+		if (!together)
+			weft_metrics_flow_close(sh, f[i], 10 * i, 100 * i);
+	}
+	for (i = 0; together && i < 6; i++)
+		weft_metrics_flow_close(sh, f[i], 10 * i, 100 * i);
+	*text = expose(m);
+	*json = weft_metrics_edges_delta(m, "n", &n);
+	weft_metrics_free(m);
+}
+
+/* Flows with the same labels share one label set of the shard; it goes
+ * with their last flow; what is exported does not depend on it. */
+static void
+test_flow_labels(void)
+{
+	struct weft_metrics *m = weft_metrics_new(NULL, 2);
+	struct weft_metrics_shard *sh = weft_metrics_shard(m, 0);
+	const struct weft_metrics_test *t = weft_metrics_test_hooks(sh);
+	const struct weft_metrics_test *t1 =
+	    weft_metrics_test_hooks(weft_metrics_shard(m, 1));
+	struct weft_metrics_conn c, d;
+	struct weft_metrics_flow *f1, *f2, *f3, *f4, *f5, *g;
+	struct weft_metrics_flow *many[1000];
+	char *text, *json, *text2, *json2, pod[32];
+	size_t i;
+
+	diag("flow %zu bytes (was 128 and a copy of its strings), label set "
+	    "%zu bytes and its strings", t->mt_flow_size, t->mt_labels_size);
+	ok(t->mt_flow_size <= 72, "a flow is at most 72 bytes");
+	is_int(t->mt_label_sets, 0, "no flow: no label set");
+
+	c = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-1");
+	f1 = weft_metrics_flow_new(sh, &c);
+	ok(f1 != NULL, "flow 1");
+	is_int(t->mt_label_sets, 1, "one set");
+	/* the same labels from other strings */
+	d = conn(WEFT_METRICS_OUTBOUND, strdup("client-1"), strdup("api-1"));
+	f2 = weft_metrics_flow_new(sh, &d);
+	is_int(t->mt_label_sets, 1, "same labels: the same set");
+	free((char *)d.src.pod);
+	free((char *)d.dst.pod);
+	ok(weft_metrics_flow_side(f2) == WEFT_METRICS_OUTBOUND, "side kept");
+
+	d = conn(WEFT_METRICS_INBOUND, "client-1", "api-1");
+	f3 = weft_metrics_flow_new(sh, &d);
+	is_int(t->mt_label_sets, 2, "other side: another set");
+	ok(weft_metrics_flow_side(f3) == WEFT_METRICS_INBOUND, "inbound");
+	d = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-2");
+	f4 = weft_metrics_flow_new(sh, &d);
+	is_int(t->mt_label_sets, 3, "other pod: another set");
+	d = conn(WEFT_METRICS_OUTBOUND, "client-1", "api-1");
+	d.split_apex = "api-root";
+	f5 = weft_metrics_flow_new(sh, &d);
+	is_int(t->mt_label_sets, 4, "other apex: another set");
+	/* unknown (NULL) and "" are one label value */
+	d = conn(WEFT_METRICS_OUTBOUND, NULL, "");
+	g = weft_metrics_flow_new(sh, &d);
+	d = conn(WEFT_METRICS_OUTBOUND, "", NULL);
+	many[0] = weft_metrics_flow_new(sh, &d);
+	is_int(t->mt_label_sets, 5, "NULL and \"\": the same set");
+	weft_metrics_flow_close(sh, many[0], 0, 0);
+	weft_metrics_flow_close(sh, g, 0, 0);
+	is_int(t->mt_label_sets, 4, "its last flow closed: the set is freed");
+	g = weft_metrics_flow_new(weft_metrics_shard(m, 1), &c);
+	is_int(t1->mt_label_sets, 1, "another shard has its own sets");
+	is_int(t->mt_label_sets, 4, "and this one is unchanged");
+
+	weft_metrics_flow_request(sh, f1, 200, 0.001, NULL);
+	weft_metrics_flow_request(sh, f2, 200, 0.001, NULL);
+	weft_metrics_flow_close(sh, f1, 1, 2);
+	is_int(t->mt_label_sets, 4, "a flow of a set remains: the set stays");
+	weft_metrics_sweep(sh, (int64_t)1 << 40);
+	text = expose(m);
+	/* L_OUT's TCP series: f1, f2, f4, f5, the two unknown pods', g */
+	is_int(sample(text, "weft_tcp_connections_opened_total" L_OUT "}"), 7,
+	    "seven connections opened");
+	is_int(sample(text, "weft_tcp_connections_closed_total" L_OUT "}"), 3,
+	    "three closed");
+	is_int(sample(text, "weft_tcp_sent_bytes_total" L_OUT "}"), 1,
+	    "with their bytes");
+	is_int(sample(text, "weft_requests_total" L_OUT ",status_code=\"200\"}"),
+	    2, "a live flow's series survive a sweep");
+	free(text);
+	weft_metrics_flow_close(sh, f2, 3, 4);
+	weft_metrics_flow_close(sh, f3, 0, 0);
+	weft_metrics_flow_close(sh, f4, 0, 0);
+	weft_metrics_flow_close(sh, f5, 0, 0);
+	is_int(t->mt_label_sets, 0, "every flow closed: no set");
+	weft_metrics_sweep(sh, (int64_t)1 << 40);
+	text = expose(m);
+	is_int(sample(text, "weft_tcp_connections_opened_total" L_OUT "}"), 1,
+	    "shard 0's TCP series expired, shard 1's held by its open flow");
+	is_int(sample(text, "weft_tcp_connections_closed_total" L_OUT "}"), 0,
+	    "which is not closed");
+	is_int(count_lines(text, "weft_requests_total{"), 0,
+	    "the sets' series expire once their flows are gone");
+	free(text);
+	weft_metrics_flow_close(weft_metrics_shard(m, 1), g, 0, 0);
+	is_int(t1->mt_label_sets, 0, "shard 1: no set");
+
+	/* Pods come and go: sets do not pile up. */
+	for (i = 0; i < 1000; i++) {
+		snprintf(pod, sizeof(pod), "api-%zu", i % 300);
+		d = conn(WEFT_METRICS_INBOUND, "client-1", pod);
+		many[i] = weft_metrics_flow_new(sh, &d);
+	}
+	is_int(t->mt_label_sets, 300, "1000 flows to 300 pods: 300 sets");
+	for (i = 0; i < 1000; i++)
+		weft_metrics_flow_close(sh, many[i], 0, 0);
+	is_int(t->mt_label_sets, 0, "all closed: none");
+	/* A set still held when the registry goes is freed with it (LSan;
+	 * the flow itself is one plain allocation). */
+	many[0] = weft_metrics_flow_new(sh, &c);
+	free(many[0]);
+	weft_metrics_free(m);
+
+	/* Exported the same whether flows share their labels or not. */
+	flow_script(false, &text, &json);
+	flow_script(true, &text2, &json2);
+	ok(text != NULL && text2 != NULL && strcmp(text, text2) == 0,
+	    "exposition: sharing changes nothing");
+	ok(json != NULL && json2 != NULL && strcmp(json, json2) == 0,
+	    "edges: sharing changes nothing");
+	is_int(sample(text, "weft_tcp_connections_opened_total" L_OUT "}"), 4,
+	    "outbound flows to the service: 4 connections");
+	is_int(sample(text, "weft_tcp_sent_bytes_total" L_OUT "}"), 80,
+	    "their bytes");
+	is_int(sample(text, "weft_requests_total" L_OUT ",status_code=\"503\"}"),
+	    2, "503 of flows 1 and 3");
+	ok(sample(text, "weft_tcp_connections_opened_total{direction="
+	    "\"outbound\",source_namespace=\"tools\",source_service_account="
+	    "\"client\",destination_namespace=\"shop\","
+	    "destination_service_account=\"api\",destination_service="
+	    "\"unknown\"}") == 1, "unknown service");
+	ok(json != NULL && strstr(json, "\"apex\":\"api-root\"") != NULL,
+	    "the apex reaches its edge");
+	free(text);
+	free(text2);
+	free(json);
+	free(json2);
+}
+
 int
 main(void)
 {
@@ -549,5 +737,6 @@ main(void)
 	test_latency();
 	test_edges();
 	test_flow();
+	test_flow_labels();
 	return tap_done();
 }
