@@ -1408,6 +1408,7 @@ conn_decide(struct weft_conn *c)
 		weft_conn_close(c, d.d_reason);
 		return;
 	case WEFT_VERDICT_HOLD:
+		half_read_enable(&c->cn_down);
 		conn_hold(c, d.d_route);
 		return;
 	case WEFT_VERDICT_CONNECT:
@@ -1423,6 +1424,7 @@ conn_decide(struct weft_conn *c)
 		}
 		weft_decision_clear(&d);
 		conn_lb_take(c, &d);
+		half_read_enable(&c->cn_down);
 		conn_connect(c, &d);
 		return;
 	case WEFT_VERDICT_ROUTE:
@@ -1438,6 +1440,7 @@ conn_decide(struct weft_conn *c)
 			c->cn_hold_nocert = true;
 			snprintf(c->cn_route, sizeof(c->cn_route),
 			    "hold: no certificate for %.120s", d.d_src_id);
+			half_read_enable(&c->cn_down);
 			conn_hold(c, c->cn_route);
 			return;
 		}
@@ -1522,9 +1525,11 @@ weft_conn_accept(struct weft_conn_ctx *cx, int fd, enum weft_conn_dir dir,
 		weft_conn_close(c, WEFT_CLOSE_ERROR);
 		return 0;
 	}
-	/* Read (bounded by the watermark) while we decide and connect, so
-	 * the client's EOF or reset is seen. */
-	half_read_enable(&c->cn_down);
+	/* The decision is immediate: a socket handed to the tunnel, the
+	 * router or a denier is never watched here (its epoll add and
+	 * delete were two of a tunnelled connection's syscalls); one that
+	 * stays reads (bounded by the watermark) while it waits or
+	 * connects, so the client's EOF or reset is seen. */
 	conn_decide(c);
 	return 0;
 }
