@@ -546,6 +546,22 @@ ts_plain_error(struct tun_stream *st, int err)
 	    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
 }
 
+/* ts_out has bytes for the connected socket: write them this turn, from
+ * the loop.  Only a socket that refuses some gets watched (epoll_ctl). */
+static void
+ts_want_write(struct tun_stream *st)
+{
+	if (!event_pending(st->ts_wev, EV_WRITE, NULL))
+		event_active(st->ts_wev, EV_WRITE, 0);
+}
+
+static void
+ts_wait_writable(struct tun_stream *st)
+{
+	if (!event_pending(st->ts_wev, EV_WRITE, NULL))
+		event_add(st->ts_wev, NULL);
+}
+
 /* ts_wev: the server's connect finished, or the socket takes more of
  * ts_out.  Runs from the loop only, never inside an nghttp2 callback. */
 static void
@@ -572,16 +588,22 @@ ts_plain_wcb(evutil_socket_t fd, short what, void *arg)
 		n = evbuffer_write_atmost(st->ts_out, fd, TUN_WRITE_MAX);
 		if (n == -1) {
 			err = errno;
-			if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+			if (err == EAGAIN || err == EWOULDBLOCK ||
+			    err == EINTR) {
+				ts_wait_writable(st);
 				return;
+			}
 			ts_plain_error(st, err);
 			return;
 		}
 		ts_consumed(st, (size_t)n);
 		if (st->ts_h1 != NULL)
 			ts_filter_in(st);	/* room in ts_out again */
-		if (st->ts_out != NULL && evbuffer_get_length(st->ts_out) > 0)
+		if (st->ts_out != NULL &&
+		    evbuffer_get_length(st->ts_out) > 0) {
+			ts_wait_writable(st);
 			return;
+		}
 	}
 	ts_plain_writecb(st);
 }
@@ -735,7 +757,7 @@ ts_filter_in(struct tun_stream *st)
 		return;
 	}
 	if (evbuffer_get_length(st->ts_out) > 0 && st->ts_connected)
-		event_add(st->ts_wev, NULL);
+		ts_want_write(st);
 	if (evbuffer_get_length(st->ts_in) > 0)
 		ts_resume(st);
 	if (r == WEFT_H1_CLOSE)
@@ -849,9 +871,9 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
 	}
-	if (st->ts_in != NULL &&
-	    evbuffer_get_length(st->ts_in) >= TUN_PLAIN_IN_HIGH)
-		ts_read_disable(st);
+	/* A full ts_in stops reading at the next call if the h2 side has
+	 * not taken it by then: usually it has (this turn), and the reader
+	 * stays on without two epoll_ctl per 64 KiB. */
 	ts_resume(st);
 }
 
@@ -1465,7 +1487,7 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	/* Written from the loop (ts_plain_wcb); before the server's connect
 	 * completes, ts_wev is already waiting. */
 	if (st->ts_connected)
-		event_add(st->ts_wev, NULL);
+		ts_want_write(st);
 	return 0;
 }
 
