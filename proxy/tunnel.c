@@ -1,9 +1,9 @@
 /* The tunnel between nodes: HTTP/2 CONNECT streams over pooled mTLS 1.3.
  *
- * A tun_conn is one TLS connection (bufferevent_openssl) with its nghttp2
- * session; a tun_stream is one relayed application connection: a plain
- * socket (the app on the client side, the pod on the server side) on one
- * end, an h2 stream on the other.  Rules from shared/notes/h2-tunnel.md
+ * A tun_conn is one TLS connection (a socket, an SSL with our BIO, two
+ * events) with its nghttp2 session; a tun_stream is one relayed
+ * application connection: a plain socket (the app on the client side, the
+ * pod on the server side) on one end, an h2 stream on the other.  Rules from shared/notes/h2-tunnel.md
  * (the prototype), by pitfall number:
  *
  * - nghttp2_session_send is never called from inside an nghttp2 callback:
@@ -18,7 +18,10 @@
  *   a time, 14), into an evbuffer bounded at 64 KiB, and written from one
  *   with evbuffer_write_atmost: two events, no bufferevent, and the
  *   buffers exist only while they hold data, so an idle stream is small.
- *   No OpenSSL read-ahead on the TLS side (15).
+ * - The TLS side is not a bufferevent_openssl either (14-16): one read()
+ *   of up to 64 KiB feeds several records to the SSL through our BIO, and
+ *   frames are coalesced into full records, written with one writev per
+ *   turn (see "TLS I/O").  No OpenSSL read-ahead needed.
  * - Error answers go without a body; the RST that follows is submitted once
  *   the HEADERS went out (7).  REFUSED_STREAM (GOAWAY, peer limit) is
  *   retried on another connection (8, 9).  Spent stream ids retire the
@@ -41,8 +44,6 @@
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
@@ -75,6 +76,12 @@
 #define TUN_READ_MIN		(4 * 1024)	/* and at first; it doubles
 						 * while reads fill it */
 #define TUN_WRITE_MAX		(512 * 1024)	/* plain side, per write */
+#define TUN_TLS_READ		(64 * 1024)	/* TLS side, per read() */
+#define TUN_TLS_READS		4		/* read()s per connection
+						 * and turn */
+#define TUN_TLS_PLAIN		(16 * 1024)	/* a record's plaintext */
+#define TUN_TLS_WBUF		(64 * 1024)	/* frames coalesced per
+						 * SSL_write: 4 full records */
 #define TUN_SERVER_STREAMS	1000
 #define TUN_RETRIES		3
 #define TUN_GOAWAY_DELAY_MS	100	/* notice -> final GOAWAY: ~1 RTT
@@ -108,7 +115,7 @@ struct tun_stream {
 	struct event	*ts_rev;		/* our reader */
 	struct event	*ts_wev;		/* writes ts_out; the server's
 						 * connect.  Only while one of
-						 * them waits (ts_write_want):
+						 * them waits (ts_wev_make):
 						 * an idle stream has one event.
 						 * With ts_rev: owns ts_fd */
 	struct evbuffer	*ts_in;			/* read, not yet framed; NULL
@@ -189,7 +196,25 @@ struct tun_conn {
 	struct weft_tunnel *tc_tun;
 	bool		 tc_server;
 	char		 tc_name[32];		/* "t1-7" */
-	struct bufferevent *tc_bev;		/* owned; owns fd and SSL */
+	/* TLS, driven by hand (no bufferevent_openssl): the SSL reads and
+	 * writes through tun_bio, which reads the socket 64 KiB at a time
+	 * into the worker's scratch buffer (several records per read()) and
+	 * appends records to tc_out, written with one writev per turn. */
+	int		 tc_fd;			/* owned; -1 before */
+	SSL		*tc_ssl;		/* owned, with its BIO */
+	struct event	*tc_rev;		/* persistent */
+	struct event	*tc_wev;		/* added while tc_out holds
+						 * bytes the socket refused */
+	struct evbuffer	*tc_out;		/* ciphertext not yet written;
+						 * no chains while empty */
+	uint8_t		*tc_rleft;		/* read, not yet taken by the
+						 * SSL (rare; see tun_bio_read) */
+	size_t		 tc_rleftlen;
+	int		 tc_rbudget;		/* read()s left this turn */
+	int		 tc_errno;		/* of the last failed read or
+						 * write */
+	bool		 tc_rd_eof;		/* read() returned 0 */
+	bool		 tc_hs_done;		/* SSL handshake finished */
 	nghttp2_session	*tc_h2;
 	struct event	*tc_send_ev;		/* deferred session_send */
 	struct event	*tc_timer;		/* handshake, then idle */
@@ -257,6 +282,17 @@ struct weft_tunnel {
 	void		(*tn_drain_done)(void *);
 	void		*tn_drain_arg;
 	struct weft_tunnel_test tn_test;
+	/* The worker's TLS scratch buffers (one thread, one connection at a
+	 * time), allocated with the tunnel: ciphertext read from a socket
+	 * and not yet taken by its SSL (tn_rowner's), the plaintext of one
+	 * record, and frames coalesced into full records during one
+	 * nghttp2_session_send. */
+	uint8_t		*tn_rbuf;
+	size_t		 tn_rpos, tn_rlen;
+	struct tun_conn	*tn_rowner;
+	uint8_t		*tn_pbuf;
+	uint8_t		*tn_wbuf;
+	size_t		 tn_wlen;
 };
 
 static void	tc_schedule_send(struct tun_conn *);
@@ -265,6 +301,8 @@ static void	tc_free(struct tun_conn *, enum weft_close_reason);
 static void	tc_check_close(struct tun_conn *);
 static void	tc_idle_check(struct tun_conn *);
 static void	tc_goaway(struct tun_conn *, bool);
+static int	tc_tls_put(struct tun_conn *);
+static int	tc_write_out(struct tun_conn *);
 static void	tun_draincb(evutil_socket_t, short, void *);
 static void	ts_finish(struct tun_stream *);
 static void	ts_plain_readcb(evutil_socket_t, short, void *);
@@ -600,6 +638,46 @@ ts_plain_error(struct tun_stream *st, int err)
 	    WEFT_CLOSE_RESET : WEFT_CLOSE_ERROR);
 }
 
+static void	ts_plain_wcb(evutil_socket_t, short, void *);
+
+/* The writer event exists only while a write or the server's connect
+ * waits: an idle stream has one event.  0 or -1. */
+static int
+ts_wev_make(struct tun_stream *st)
+{
+	struct weft_conn_ctx *cx = st->ts_tun->tn_cx;
+
+	if (st->ts_wev == NULL && (st->ts_wev = event_new(cx->cx_base,
+	    st->ts_fd, EV_WRITE | EV_PERSIST, ts_plain_wcb, st)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* ts_out has bytes for the connected socket: write them this turn, from
+ * the loop.  Only a socket that refuses some gets watched (epoll_ctl).
+ * 0 or -1. */
+static int
+ts_want_write(struct tun_stream *st)
+{
+	if (ts_wev_make(st) == -1)
+		return -1;
+	if (!event_pending(st->ts_wev, EV_WRITE, NULL))
+		event_active(st->ts_wev, EV_WRITE, 0);
+	return 0;
+}
+
+/* Wait for the socket to be writable: the server's connect, or the rest
+ * of ts_out.  0 or -1. */
+static int
+ts_wait_writable(struct tun_stream *st)
+{
+	if (ts_wev_make(st) == -1)
+		return -1;
+	if (!event_pending(st->ts_wev, EV_WRITE, NULL))
+		return event_add(st->ts_wev, NULL);
+	return 0;
+}
+
 /* ts_wev: the server's connect finished, or the socket takes more of
  * ts_out.  Runs from the loop only, never inside an nghttp2 callback. */
 static void
@@ -626,31 +704,24 @@ ts_plain_wcb(evutil_socket_t fd, short what, void *arg)
 		n = evbuffer_write_atmost(st->ts_out, fd, TUN_WRITE_MAX);
 		if (n == -1) {
 			err = errno;
-			if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+			if (err == EAGAIN || err == EWOULDBLOCK ||
+			    err == EINTR) {
+				(void)ts_wait_writable(st);
 				return;
+			}
 			ts_plain_error(st, err);
 			return;
 		}
 		ts_consumed(st, (size_t)n);
 		if (st->ts_h1 != NULL)
 			ts_filter_in(st);	/* room in ts_out again */
-		if (st->ts_out != NULL && evbuffer_get_length(st->ts_out) > 0)
+		if (st->ts_out != NULL &&
+		    evbuffer_get_length(st->ts_out) > 0) {
+			(void)ts_wait_writable(st);
 			return;
+		}
 	}
 	ts_plain_writecb(st);
-}
-
-/* Wait for the plain socket to be writable (the server's connect, or
- * ts_out to write); the event exists only meanwhile.  0 or -1. */
-static int
-ts_write_want(struct tun_stream *st)
-{
-	struct weft_conn_ctx *cx = st->ts_tun->tn_cx;
-
-	if (st->ts_wev == NULL && (st->ts_wev = event_new(cx->cx_base,
-	    st->ts_fd, EV_WRITE | EV_PERSIST, ts_plain_wcb, st)) == NULL)
-		return -1;
-	return event_add(st->ts_wev, NULL);
 }
 
 /* The plain socket: our reader (ts_rev) and, while it waits, a writer
@@ -796,7 +867,7 @@ ts_filter_in(struct tun_stream *st)
 		return;
 	}
 	if (evbuffer_get_length(st->ts_out) > 0 && st->ts_connected &&
-	    ts_write_want(st) == -1) {
+	    ts_want_write(st) == -1) {
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
 	}
@@ -929,9 +1000,9 @@ ts_plain_readcb(evutil_socket_t fd, short what, void *arg)
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 		return;
 	}
-	if (st->ts_in != NULL &&
-	    evbuffer_get_length(st->ts_in) >= TUN_PLAIN_IN_HIGH)
-		ts_read_disable(st);
+	/* A full ts_in stops reading at the next call if the h2 side has
+	 * not taken it by then: usually it has (this turn), and the reader
+	 * stays on without two epoll_ctl per 64 KiB. */
 	ts_resume(st);
 }
 
@@ -1147,14 +1218,26 @@ tun_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
     void *ud)
 {
 	struct tun_conn *tc = ud;
-	struct evbuffer *out = bufferevent_get_output(tc->tc_bev);
+	struct weft_tunnel *tn = tc->tc_tun;
+	size_t left = len, n;
 
 	(void)s;
 	(void)flags;
-	if (evbuffer_get_length(out) >= TUN_TLS_OUT_HIGH)
+	if (evbuffer_get_length(tc->tc_out) + tn->tn_wlen >= TUN_TLS_OUT_HIGH)
 		return NGHTTP2_ERR_WOULDBLOCK;
-	if (evbuffer_add(out, data, len) == -1)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	/* Frames are coalesced into full records (tc_flush puts the rest):
+	 * a frame header is not a record, a record not a write (16). */
+	while (left > 0) {
+		n = TUN_TLS_WBUF - tn->tn_wlen;
+		if (n > left)
+			n = left;
+		memcpy(tn->tn_wbuf + tn->tn_wlen, data, n);
+		tn->tn_wlen += n;
+		data += n;
+		left -= n;
+		if (tn->tn_wlen == TUN_TLS_WBUF && tc_tls_put(tc) == -1)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	return (ssize_t)len;
 }
 
@@ -1456,7 +1539,7 @@ tun_server_request(struct tun_conn *tc, struct tun_stream *st)
 		return;
 	}
 	/* Writable: the connect finished (ts_plain_wcb). */
-	if (ts_write_want(st) == -1)
+	if (ts_wait_writable(st) == -1)
 		ts_plain_error(st, ENOMEM);
 }
 
@@ -1629,7 +1712,7 @@ tun_on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id,
 	st->ts_down += len;
 	/* Written from the loop (ts_plain_wcb); before the server's connect
 	 * completes, ts_wev is already waiting. */
-	if (st->ts_connected && ts_write_want(st) == -1)
+	if (st->ts_connected && ts_want_write(st) == -1)
 		ts_reset_plain(st, WEFT_CLOSE_ERROR);
 	return 0;
 }
@@ -1733,16 +1816,25 @@ tc_flush(struct tun_conn *tc)
 
 	if (!tc->tc_connected || tc->tc_dead)
 		return;
-	if ((rv = nghttp2_session_send(tc->tc_h2)) != 0) {
+	rv = nghttp2_session_send(tc->tc_h2);
+	if (rv == 0 && tc->tc_item_wait) {
+		/* Items that found their predecessor's last frame queued:
+		 * it is out now. */
+		tc_item_retry(tc);
+		rv = nghttp2_session_send(tc->tc_h2);
+	}
+	/* Always: the coalescing buffer is the worker's. */
+	if (tc_tls_put(tc) == -1) {
+		tc_fail(tc, "TLS write failed");
+		return;
+	}
+	if (rv != 0) {
 		tc_fail(tc, nghttp2_strerror(rv));
 		return;
 	}
-	if (tc->tc_item_wait) {
-		tc_item_retry(tc);
-		if ((rv = nghttp2_session_send(tc->tc_h2)) != 0) {
-			tc_fail(tc, nghttp2_strerror(rv));
-			return;
-		}
+	if (tc_write_out(tc) == -1) {
+		tc_fail(tc, strerror(tc->tc_errno));
+		return;
 	}
 	if (!nghttp2_session_want_read(tc->tc_h2) &&
 	    !nghttp2_session_want_write(tc->tc_h2))
@@ -1765,8 +1857,7 @@ tc_sendcb(evutil_socket_t fd, short what, void *arg)
 static void
 tc_check_close(struct tun_conn *tc)
 {
-	if (tc->tc_closing && evbuffer_get_length(bufferevent_get_output(
-	    tc->tc_bev)) == 0)
+	if (tc->tc_closing && evbuffer_get_length(tc->tc_out) == 0)
 		tc->tc_dead = true;
 }
 
@@ -1828,50 +1919,382 @@ tc_timercb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void
-tc_readcb(struct bufferevent *bev, void *arg)
-{
-	struct tun_conn *tc = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer_iovec v[16];
-	ssize_t r;
-	size_t used = 0;
-	int n, i;
+/* --- TLS I/O ---------------------------------------------------------------
+ *
+ * libevent 2.1's bufferevent_openssl reads 4 KiB per readv and OpenSSL
+ * without read-ahead reads each record with two read()s (header, body);
+ * read-ahead stalls it (pitfalls 14, 15).  It also turns every evbuffer
+ * chain into its own SSL_write, record and write() (16).  So the SSL of a
+ * tunnel connection has our BIO: reads come from the worker's 64 KiB
+ * scratch buffer, refilled with one read() when empty, and records go to
+ * tc_out, written once the turn's work is done.  We call SSL_read until it
+ * wants more than the socket has, so no record waits in OpenSSL unseen. */
 
-	if (!tc->tc_connected) {
-		evbuffer_drain(in, evbuffer_get_length(in));
+static int
+tun_bio_write(BIO *b, const char *data, int len)
+{
+	struct tun_conn *tc = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (evbuffer_add(tc->tc_out, data, (size_t)len) == -1)
+		return -1;
+	return len;
+}
+
+/* The scratch buffer holds another connection's bytes (it stopped with
+ * ciphertext left, which tun_tls_read avoids): keep them with it. */
+static void
+tun_rstash(struct weft_tunnel *tn)
+{
+	struct tun_conn *o = tn->tn_rowner;
+	size_t n = tn->tn_rlen - tn->tn_rpos;
+	uint8_t *p;
+
+	tn->tn_rowner = NULL;
+	if (o == NULL || n == 0)
+		return;
+	if ((p = realloc(o->tc_rleft, o->tc_rleftlen + n)) == NULL) {
+		tc_fail(o, "out of memory");
+		event_active(o->tc_rev, EV_READ, 0);
 		return;
 	}
-	tc->tc_in_recv = true;
-	while (evbuffer_get_length(in) > 0 && !tc->tc_dead) {
-		n = evbuffer_peek(in, -1, NULL, v, 16);
-		if (n > 16)
-			n = 16;
-		used = 0;
-		for (i = 0; i < n; i++) {
-			r = nghttp2_session_mem_recv(tc->tc_h2, v[i].iov_base,
-			    v[i].iov_len);
-			if (r < 0) {
-				tc_fail(tc, nghttp2_strerror((int)r));
-				break;
-			}
-			used += (size_t)r;
+	memcpy(p + o->tc_rleftlen, tn->tn_rbuf + tn->tn_rpos, n);
+	o->tc_rleft = p;
+	o->tc_rleftlen += n;
+	tn->tn_rpos = tn->tn_rlen = 0;
+	event_active(o->tc_rev, EV_READ, 0);	/* nothing on the socket
+						 * may wake it */
+}
+
+static int
+tun_bio_read(BIO *b, char *out, int len)
+{
+	struct tun_conn *tc = BIO_get_data(b);
+	struct weft_tunnel *tn = tc->tc_tun;
+	size_t n;
+	ssize_t r;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (tc->tc_rleftlen > 0) {
+		n = (size_t)len < tc->tc_rleftlen ? (size_t)len :
+		    tc->tc_rleftlen;
+		memcpy(out, tc->tc_rleft, n);
+		tc->tc_rleftlen -= n;
+		if (tc->tc_rleftlen == 0) {
+			free(tc->tc_rleft);
+			tc->tc_rleft = NULL;
+		} else
+			memmove(tc->tc_rleft, tc->tc_rleft + n,
+			    tc->tc_rleftlen);
+		return (int)n;
+	}
+	if (tn->tn_rowner != tc) {
+		if (tn->tn_rowner != NULL)
+			tun_rstash(tn);
+		if (tc->tc_rbudget <= 0) {
+			BIO_set_retry_read(b);	/* more next turn */
+			return -1;
 		}
-		evbuffer_drain(in, used);
+		tc->tc_rbudget--;
+		do
+			r = read(tc->tc_fd, tn->tn_rbuf, TUN_TLS_READ);
+		while (r == -1 && errno == EINTR);
+		if (r == 0) {
+			tc->tc_rd_eof = true;
+			return 0;
+		}
+		if (r == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				BIO_set_retry_read(b);
+			else if (tc->tc_errno == 0)
+				tc->tc_errno = errno;
+			return -1;
+		}
+		/* Short: the socket is empty, most likely; the next read()
+		 * would say EAGAIN.  Epoll tells if more came. */
+		if ((size_t)r < TUN_TLS_READ)
+			tc->tc_rbudget = 0;
+		tn->tn_rowner = tc;
+		tn->tn_rpos = 0;
+		tn->tn_rlen = (size_t)r;
+	}
+	n = tn->tn_rlen - tn->tn_rpos;
+	if (n > (size_t)len)
+		n = (size_t)len;
+	memcpy(out, tn->tn_rbuf + tn->tn_rpos, n);
+	tn->tn_rpos += n;
+	if (tn->tn_rpos == tn->tn_rlen) {
+		tn->tn_rowner = NULL;
+		tn->tn_rpos = tn->tn_rlen = 0;
+	}
+	return (int)n;
+}
+
+static long
+tun_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tun_conn *tc = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_EOF:		/* an EOF, not an error (OpenSSL's
+					 * IGNORE_UNEXPECTED_EOF asks) */
+		return tc != NULL && tc->tc_rd_eof && tc->tc_rleftlen == 0;
+	case BIO_CTRL_PENDING:
+		return tc == NULL ? 0 : (long)tc->tc_rleftlen;
+	case BIO_CTRL_WPENDING:
+		return tc == NULL ? 0 : (long)evbuffer_get_length(tc->tc_out);
+	default:
+		return 0;
+	}
+}
+
+static int
+tun_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *tun_bio_method;
+
+/* tc_fd, tc_out and the SSL exist: give the SSL our BIO. */
+static int
+tc_tls_attach(struct tun_conn *tc)
+{
+	BIO *b;
+
+	if (tun_bio_method == NULL) {
+		BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() |
+		    BIO_TYPE_SOURCE_SINK, "weft tunnel");
+
+		if (m == NULL || !BIO_meth_set_write(m, tun_bio_write) ||
+		    !BIO_meth_set_read(m, tun_bio_read) ||
+		    !BIO_meth_set_ctrl(m, tun_bio_ctrl) ||
+		    !BIO_meth_set_create(m, tun_bio_create)) {
+			BIO_meth_free(m);
+			return -1;
+		}
+		tun_bio_method = m;
+	}
+	if ((b = BIO_new(tun_bio_method)) == NULL)
+		return -1;
+	BIO_set_data(b, tc);
+	SSL_set_bio(tc->tc_ssl, b, b);
+	return 0;
+}
+
+/* The OpenSSL error of a failed call: the last with a library, as
+ * "reason" text; else the errno of the socket, else what r says. */
+static void
+tc_tls_error(struct tun_conn *tc, int sslerr, char *buf, size_t len)
+{
+	unsigned long e;
+	char *c;
+
+	buf[0] = '\0';
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_LIB(e) != 0) {
+			ERR_error_string_n(e, buf, len);
+			if ((c = strrchr(buf, ':')) != NULL)
+				memmove(buf, c + 1, strlen(c + 1) + 1);
+		}
+	if (buf[0] == '\0' && tc->tc_errno != 0)
+		snprintf(buf, len, "%s", strerror(tc->tc_errno));
+	else if (buf[0] == '\0' && (sslerr == SSL_ERROR_ZERO_RETURN ||
+	    tc->tc_rd_eof))
+		snprintf(buf, len, "closed by the peer");
+	else if (buf[0] == '\0')
+		snprintf(buf, len, "TLS error %d", sslerr);
+}
+
+/* Write what tc_out holds; watch for writability while the socket refuses
+ * some.  -1: the socket failed (tc_errno). */
+static int
+tc_write_out(struct tun_conn *tc)
+{
+	int n;
+
+	if (evbuffer_get_length(tc->tc_out) > 0) {
+		do
+			n = evbuffer_write(tc->tc_out, tc->tc_fd);
+		while (n == -1 && errno == EINTR);
+		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			if (tc->tc_errno == 0)	/* the first says why */
+				tc->tc_errno = errno;
+			return -1;
+		}
+	}
+	if (evbuffer_get_length(tc->tc_out) > 0) {
+		if (!event_pending(tc->tc_wev, EV_WRITE, NULL))
+			event_add(tc->tc_wev, NULL);
+	} else if (event_pending(tc->tc_wev, EV_WRITE, NULL))
+		event_del(tc->tc_wev);
+	return 0;
+}
+
+/* The coalesced frames become records in tc_out. */
+static int
+tc_tls_put(struct tun_conn *tc)
+{
+	struct weft_tunnel *tn = tc->tc_tun;
+	int n;
+
+	if (tn->tn_wlen == 0)
+		return 0;
+	ERR_clear_error();
+	n = SSL_write(tc->tc_ssl, tn->tn_wbuf, (int)tn->tn_wlen);
+	tn->tn_wlen = 0;
+	return n > 0 ? 0 : -1;
+}
+
+/* Failed socket or TLS (before or after the handshake): say why, free. */
+static void
+tc_tls_failed(struct tun_conn *tc, int sslerr)
+{
+	struct weft_conn_stats *stats = &tc->tc_tun->tn_cx->cx_stats;
+	char err[768];
+	bool eof;
+
+	tc_tls_error(tc, sslerr, err, sizeof(err));
+	eof = tc->tc_errno == 0 && (sslerr == SSL_ERROR_ZERO_RETURN ||
+	    tc->tc_rd_eof);
+	if (!tc->tc_connected) {
+		if (tc->tc_check.pc_rejected) {
+			STAT_ADD(stats->cs_tun_refused_identity, 1);
+			snprintf(err, sizeof(err), "peer identity %s rejected: "
+			    "%s", tc->tc_check.pc_got, tc->tc_check.pc_why);
+			tc_fail(tc, err);
+		} else {
+			char why[sizeof(err) + 32];
+
+			STAT_ADD(stats->cs_tun_refused_handshake, 1);
+			snprintf(why, sizeof(why), "handshake failed: %s",
+			    err);
+			tc_fail(tc, why);
+		}
+	} else if (eof) {
+		if (tc->tc_nstreams > 0)
+			tc_fail(tc, "closed by the peer");
+		tc->tc_dead = true;
+	} else
+		tc_fail(tc, err);
+	tc_free(tc, WEFT_CLOSE_RESET);
+}
+
+static void	tc_handshake_done(struct tun_conn *);
+
+/* Read what the socket has (up to TUN_TLS_READS reads), one record at a
+ * time into nghttp2; then send what that asked for. */
+static void
+tc_tls_read(struct tun_conn *tc)
+{
+	struct weft_tunnel *tn = tc->tc_tun;
+	ssize_t r;
+	int n, err = SSL_ERROR_NONE;
+
+	tc->tc_in_recv = true;
+	tc->tc_rbudget = TUN_TLS_READS;
+	ERR_clear_error();
+	while (!tc->tc_dead) {
+		n = SSL_read(tc->tc_ssl, tn->tn_pbuf, TUN_TLS_PLAIN);
+		if (n <= 0) {
+			err = SSL_get_error(tc->tc_ssl, n);
+			break;
+		}
+		r = nghttp2_session_mem_recv(tc->tc_h2, tn->tn_pbuf,
+		    (size_t)n);
+		if (r < 0)
+			tc_fail(tc, nghttp2_strerror((int)r));
 	}
 	tc->tc_in_recv = false;
-	if (!tc->tc_dead)
-		tc_flush(tc);
+	if (tn->tn_rowner == tc && tc->tc_dead) {
+		tn->tn_rowner = NULL;
+		tn->tn_rpos = tn->tn_rlen = 0;
+	} else if (tn->tn_rowner == tc)
+		tun_rstash(tn);		/* not expected: SSL left bytes */
+	if (tc->tc_dead) {
+		tc_free(tc, WEFT_CLOSE_RESET);
+		return;
+	}
+	if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+		/* EOF or error: what was received is handled; what we
+		 * still have to send cannot matter any more. */
+		tc_tls_failed(tc, err);
+		return;
+	}
+	tc_flush(tc);
 	if (tc->tc_dead)
 		tc_free(tc, WEFT_CLOSE_RESET);
 }
 
+/* The handshake's next step; once done, what came with it is read. */
 static void
-tc_writecb(struct bufferevent *bev, void *arg)
+tc_tls_handshake(struct tun_conn *tc)
+{
+	int n, err, wr;
+
+	tc->tc_rbudget = TUN_TLS_READS;
+	ERR_clear_error();
+	n = SSL_do_handshake(tc->tc_ssl);
+	err = n == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->tc_ssl, n);
+	wr = tc_write_out(tc);		/* our flight, or an alert */
+	if (n != 1 && err != SSL_ERROR_WANT_READ &&
+	    err != SSL_ERROR_WANT_WRITE) {
+		tc_tls_failed(tc, err);
+		return;
+	}
+	if (wr == -1) {
+		tc_tls_failed(tc, SSL_ERROR_SYSCALL);
+		return;
+	}
+	if (n == 1) {
+		tc->tc_hs_done = true;
+		tc_handshake_done(tc);
+		if (tc->tc_dead) {
+			tc_free(tc, WEFT_CLOSE_ERROR);
+			return;
+		}
+		tc_tls_read(tc);	/* may free tc */
+	}
+}
+
+static void
+tc_tls_readcb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tun_conn *tc = arg;
 
-	(void)bev;
+	(void)fd;
+	(void)what;
+	if (!tc->tc_hs_done)
+		tc_tls_handshake(tc);
+	else
+		tc_tls_read(tc);
+}
+
+/* The socket takes more of tc_out. */
+static void
+tc_tls_writecb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tun_conn *tc = arg;
+
+	(void)fd;
+	(void)what;
+	if (!tc->tc_hs_done) {
+		tc_tls_handshake(tc);	/* the client starts once connected */
+		return;
+	}
+	if (tc_write_out(tc) == -1) {
+		tc_tls_failed(tc, SSL_ERROR_SYSCALL);
+		return;
+	}
 	if (tc->tc_closing) {
 		tc_check_close(tc);
 		if (tc->tc_dead) {
@@ -1879,7 +2302,26 @@ tc_writecb(struct bufferevent *bev, void *arg)
 			return;
 		}
 	}
-	tc_schedule_send(tc);
+	if (evbuffer_get_length(tc->tc_out) <= TUN_TLS_OUT_LOW)
+		tc_schedule_send(tc);
+}
+
+/* The socket, the SSL (connect or accept state), the events. */
+static int
+tc_tls_setup(struct tun_conn *tc, int fd, SSL *ssl)
+{
+	struct event_base *base = tc->tc_tun->tn_cx->cx_base;
+
+	tc->tc_fd = fd;
+	tc->tc_ssl = ssl;
+	if ((tc->tc_out = evbuffer_new()) == NULL ||
+	    (tc->tc_rev = event_new(base, fd, EV_READ | EV_PERSIST,
+	    tc_tls_readcb, tc)) == NULL ||
+	    (tc->tc_wev = event_new(base, fd, EV_WRITE | EV_PERSIST,
+	    tc_tls_writecb, tc)) == NULL || tc_tls_attach(tc) == -1)
+		return -1;
+	event_add(tc->tc_rev, NULL);
+	return 0;
 }
 
 static int
@@ -1917,7 +2359,7 @@ static void
 tc_handshake_done(struct tun_conn *tc)
 {
 	struct weft_conn_stats *stats = &tc->tc_tun->tn_cx->cx_stats;
-	SSL *ssl = bufferevent_openssl_get_ssl(tc->tc_bev);
+	SSL *ssl = tc->tc_ssl;
 	const unsigned char *alpn = NULL;
 	unsigned int alpnlen = 0;
 	const char *why = NULL;
@@ -1968,54 +2410,6 @@ tc_handshake_done(struct tun_conn *tc)
 	tc_flush(tc);
 }
 
-static void
-tc_eventcb(struct bufferevent *bev, short what, void *arg)
-{
-	struct tun_conn *tc = arg;
-	struct weft_conn_stats *stats = &tc->tc_tun->tn_cx->cx_stats;
-	char err[768];
-	unsigned long e;
-
-	if (what & BEV_EVENT_CONNECTED) {
-		tc_handshake_done(tc);
-		if (tc->tc_dead)
-			tc_free(tc, WEFT_CLOSE_ERROR);
-		return;
-	}
-	err[0] = '\0';
-	/* Mixed with SSL_get_error() codes (library 0): skip those. */
-	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		if (ERR_GET_LIB(e) != 0) {
-			ERR_error_string_n(e, err, sizeof(err));
-			if (strrchr(err, ':') != NULL)
-				memmove(err, strrchr(err, ':') + 1,
-				    strlen(strrchr(err, ':') + 1) + 1);
-		}
-	if (!tc->tc_connected) {
-		if (tc->tc_check.pc_rejected) {
-			STAT_ADD(stats->cs_tun_refused_identity, 1);
-			snprintf(err, sizeof(err), "peer identity %s rejected: "
-			    "%s", tc->tc_check.pc_got, tc->tc_check.pc_why);
-			tc_fail(tc, err);
-		} else {
-			char why[sizeof(err) + 32];
-
-			STAT_ADD(stats->cs_tun_refused_handshake, 1);
-			snprintf(why, sizeof(why), "handshake failed: %s",
-			    err[0] ? err : (what & BEV_EVENT_EOF) ?
-			    "closed by the peer" : strerror(
-			    EVUTIL_SOCKET_ERROR()));
-			tc_fail(tc, why);
-		}
-	} else if (what & BEV_EVENT_EOF) {
-		if (tc->tc_nstreams > 0)
-			tc_fail(tc, "closed by the peer");
-		tc->tc_dead = true;
-	} else
-		tc_fail(tc, err[0] ? err : strerror(EVUTIL_SOCKET_ERROR()));
-	tc_free(tc, WEFT_CLOSE_RESET);
-}
-
 static struct tun_conn *
 tc_alloc(struct weft_tunnel *tn, bool server)
 {
@@ -2026,6 +2420,7 @@ tc_alloc(struct weft_tunnel *tn, bool server)
 		return NULL;
 	tc->tc_tun = tn;
 	tc->tc_server = server;
+	tc->tc_fd = -1;
 	TAILQ_INIT(&tc->tc_streams);
 	snprintf(tc->tc_name, sizeof(tc->tc_name), "t%d-%llu", cx->cx_index,
 	    (unsigned long long)++tn->tn_next_conn);
@@ -2068,20 +2463,32 @@ tc_free(struct tun_conn *tc, enum weft_close_reason r)
 	}
 	if (tc->tc_h2 != NULL)
 		nghttp2_session_del(tc->tc_h2);
-	if (tc->tc_bev != NULL) {
-		/* An orderly end (idle, after GOAWAY, shutdown) is said in
-		 * TLS too: libevent never sends close_notify.  Only with the
-		 * output flushed; an SSL_write still pending keeps its bytes
-		 * in the output, so nothing is cut. */
-		if (tc->tc_connected && (r == WEFT_CLOSE_EOF ||
-		    r == WEFT_CLOSE_SHUTDOWN) && evbuffer_get_length(
-		    bufferevent_get_output(tc->tc_bev)) == 0) {
-			(void)SSL_shutdown(bufferevent_openssl_get_ssl(
-			    tc->tc_bev));
-			ERR_clear_error();
-		}
-		bufferevent_free(tc->tc_bev);	/* closes fd, frees SSL */
+	if (tn->tn_rowner == tc) {
+		tn->tn_rowner = NULL;
+		tn->tn_rpos = tn->tn_rlen = 0;
 	}
+	if (tc->tc_ssl != NULL) {
+		/* An orderly end (idle, after GOAWAY, shutdown) is said in
+		 * TLS too, once everything before it is written: one try,
+		 * the socket is closed right after. */
+		if (tc->tc_connected && tc->tc_out != NULL &&
+		    (r == WEFT_CLOSE_EOF || r == WEFT_CLOSE_SHUTDOWN) &&
+		    evbuffer_get_length(tc->tc_out) == 0) {
+			(void)SSL_shutdown(tc->tc_ssl);
+			ERR_clear_error();
+			(void)evbuffer_write(tc->tc_out, tc->tc_fd);
+		}
+		SSL_free(tc->tc_ssl);		/* and its BIO */
+	}
+	if (tc->tc_rev != NULL)
+		event_free(tc->tc_rev);
+	if (tc->tc_wev != NULL)
+		event_free(tc->tc_wev);
+	if (tc->tc_out != NULL)
+		evbuffer_free(tc->tc_out);
+	if (tc->tc_fd != -1)
+		close(tc->tc_fd);
+	free(tc->tc_rleft);
 	event_free(tc->tc_send_ev);
 	event_free(tc->tc_timer);
 	TAILQ_REMOVE(&tn->tn_conns, tc, tc_entry);
@@ -2224,17 +2631,12 @@ tc_dial(struct weft_tunnel *tn, struct tun_stream *st)
 		} else if (SSL_set_session(ssl, se->se_sess) != 1)
 			log_debug("tunnel %s: cannot resume", tc->tc_name);
 	}
-	/* The socket is already connecting: "CONNECTING" waits for it. */
-	if ((tc->tc_bev = bufferevent_openssl_socket_new(cx->cx_base, fd, ssl,
-	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS)) == NULL) {
-		SSL_free(ssl);
-		close(fd);
+	/* The socket is already connecting: the handshake starts once it
+	 * is writable (tc_tls_writecb). */
+	SSL_set_connect_state(ssl);
+	if (tc_tls_setup(tc, fd, ssl) == -1)
 		goto fail;
-	}
-	bufferevent_setcb(tc->tc_bev, tc_readcb, tc_writecb, tc_eventcb, tc);
-	bufferevent_setwatermark(tc->tc_bev, EV_WRITE, TUN_TLS_OUT_LOW, 0);
-	bufferevent_enable(tc->tc_bev, EV_READ | EV_WRITE);
+	event_add(tc->tc_wev, NULL);
 	/* nghttp2 exists before the handshake ends so that requests can be
 	 * submitted; nothing is sent until then (tc_connected). */
 	if (tc_session_new(tc) == -1)
@@ -2520,17 +2922,11 @@ weft_tunnel_accept(struct weft_tunnel *tn, int fd)
 		return 0;
 	}
 	weft_tls_set_peer_check(ssl, &tc->tc_check);
-	if ((tc->tc_bev = bufferevent_openssl_socket_new(cx->cx_base, fd, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS)) == NULL) {
-		SSL_free(ssl);
-		close(fd);
+	SSL_set_accept_state(ssl);
+	if (tc_tls_setup(tc, fd, ssl) == -1) {
 		tc_free(tc, WEFT_CLOSE_ERROR);
 		return 0;
 	}
-	bufferevent_setcb(tc->tc_bev, tc_readcb, tc_writecb, tc_eventcb, tc);
-	bufferevent_setwatermark(tc->tc_bev, EV_WRITE, TUN_TLS_OUT_LOW, 0);
-	bufferevent_enable(tc->tc_bev, EV_READ | EV_WRITE);
 	tun_timer_arm(tc->tc_timer, tn->tn_cfg.tu_handshake_ms);
 	return 0;
 }
@@ -2562,7 +2958,10 @@ weft_tunnel_new(struct weft_conn_ctx *cx, const struct weft_tunnel_config *cfg)
 	TAILQ_INIT(&tn->tn_streams);
 	TAILQ_INIT(&tn->tn_retry);
 	TAILQ_INIT(&tn->tn_sessions);
-	if ((tn->tn_tls = weft_tls_cache_new()) == NULL ||
+	if ((tn->tn_rbuf = malloc(TUN_TLS_READ)) == NULL ||
+	    (tn->tn_pbuf = malloc(TUN_TLS_PLAIN)) == NULL ||
+	    (tn->tn_wbuf = malloc(TUN_TLS_WBUF)) == NULL ||
+	    (tn->tn_tls = weft_tls_cache_new()) == NULL ||
 	    (tn->tn_retry_ev = event_new(cx->cx_base, -1, 0, tun_retrycb,
 	    tn)) == NULL || (tn->tn_drain_ev = evtimer_new(cx->cx_base,
 	    tun_draincb, tn)) == NULL ||
@@ -2723,6 +3122,9 @@ weft_tunnel_free(struct weft_tunnel *tn)
 	if (tn->tn_opt != NULL)
 		nghttp2_option_del(tn->tn_opt);
 	weft_tls_cache_free(tn->tn_tls);
+	free(tn->tn_rbuf);
+	free(tn->tn_pbuf);
+	free(tn->tn_wbuf);
 	if (tn->tn_cx != NULL && tn->tn_cx->cx_tunnel == tn)
 		tn->tn_cx->cx_tunnel = NULL;
 	free(tn);
