@@ -35,13 +35,24 @@ wait_for -t 20 log_has "$(node_log_file node-1)" "identity spiffe://cluster.loca
 wait_for -t 20 log_has "$(node_log_file node-2)" "identity spiffe://cluster.local/ns/shop/sa/api: certificate issued"
 URL=http://$IP_API1:8080/
 hz=$(getconf CLK_TCK)
-# wrk -H 'Connection: close' leaves ~30,000 TIME_WAIT sockets in api-1 per
-# run.  Through weft, node-2 connects to api-1 (from the client's address,
-# ports from node-2's range); without weft the client pod does.  Disjoint
-# ephemeral ranges keep one phase's TIME_WAITs from colliding with the next
-# phase's SYNs (seen: "without weft" at 2 conn/s, SYNs answered by stale
-# TIME_WAIT ACKs).
-pod tools/client sysctl -qw net.ipv4.ip_local_port_range="10000 32000"
+# wrk -H 'Connection: close' cycles through tens of thousands of ports per
+# run, and a reused 4-tuple meets a TIME_WAIT socket of an earlier phase:
+#   - through weft, node-1's proxy socket for client:port -> api-1:8080
+#     (TPROXY) closes first and stays in TIME_WAIT in node-1; once weft is
+#     stopped, the client's SYN from that port is routed through node-1, early
+#     demux hands it to that TIME_WAIT socket, and it answers with an ACK
+#     instead of forwarding it (seen: "without weft" at 5-40 conn/s);
+#   - through weft, node-2 connects to api-1 from the client's address with
+#     ports of node-2's range (32768-60999), leaving TIME_WAITs in api-1.
+# So the client takes ports from disjoint ranges: 10000-24999 through weft,
+# 25000-32767 without (below node-2's range).  And wrk reuses its own
+# TIME_WAIT ports (tcp_tw_reuse): without it, once a range is full of them,
+# the client's connect() spends its time searching for a free port
+# (__inet_hash_connect, tcp_twsk_unique: 46% of all CPU in a perf record -a),
+# and the rate measured is the load generator's.
+client_ports() { pod tools/client sysctl -qw net.ipv4.ip_local_port_range="$1"; }
+client_ports "10000 24999"
+pod tools/client sysctl -qw net.ipv4.tcp_tw_reuse=1
 
 weft_off() {
 	local n pid
@@ -129,8 +140,10 @@ for r in $(seq 1 "$rounds"); do
 		fail "pool off: $hs_p TLS connections for $st_p streams on node-2"
 	# Without weft.
 	weft_off
+	client_ports "25000 32767"
 	conn_o+=("$(run_wrk -H 'Connection: close')")
 	ka_o+=("$(run_wrk)")
+	client_ports "10000 24999"
 	weft_on pool
 	echo "round $r: new conn/s through weft $c (A $ca + B $cb = $cab µs; $hs_w TLS" \
 		"connections for $st_w streams), pool off $p (A $pa + B $pb = $pab µs;" \
