@@ -180,4 +180,53 @@ assert_eq "$(api_lines)" "$api0" "api-1 saw nothing of (b)-(d) (its log lines)"
 got=$(pod tools/client curl -sS --fail --max-time 10 --data-binary "@$IT_TMP/body" \
 	"http://$IP_API1:8080/sha256") || fail "POST after the probes failed"
 assert_eq "$got" "$want" "SHA-256 after the probes"
+pretty "(e) a client reusing its source port at once (the proxy's socket of the first connection is in TIME_WAIT)"
+# The first connection is read to EOF before the client closes, so node-1's
+# proxy socket closes first and stays in TIME_WAIT for that 4-tuple.  The
+# second SYN from the same port must reach the proxy's listener (tproxy
+# retires the TIME_WAIT socket), not that socket, which would answer with an
+# ACK: a reset, and a SYN retransmitted a second later, counted in the
+# client's RetransSegs.  The "packets of connections weft proxies" rule
+# leaves it alone because `socket wildcard` does not match a TIME_WAIT
+# socket (not a full socket).
+reuse_out=$(pod tools/client "$PY" - "$IP_API1" 8080 <<'EOF'
+import errno, socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+def retrans():
+    with open("/proc/net/snmp") as f:
+        rows = [l.split() for l in f if l.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("RetransSegs")])
+lport = None
+for i in range(2):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", lport or 0))
+    lport = s.getsockname()[1]
+    if i == 1:
+        r0, t0 = retrans(), time.monotonic()
+    for _ in range(100):	# the client's own socket may still be in LAST_ACK
+        try:
+            s.connect((host, port))
+            break
+        except OSError as e:
+            if e.errno != errno.EADDRNOTAVAIL:
+                raise
+            time.sleep(0.01)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    s.close()
+    if not data.startswith(b"HTTP/1.1 200"):
+        sys.exit("connection %d from port %d: %r" % (i + 1, lport, data[:80]))
+print(lport, retrans() - r0, "%.3f" % (time.monotonic() - t0))
+EOF
+) || fail "port reuse: $reuse_out"
+read -r rport rretrans rsecs <<<"$reuse_out"
+pretty "second connection from port $rport: ${rsecs}s, $rretrans TCP segments retransmitted"
+assert_eq "$rretrans" 0 "no SYN retransmitted for the reused port"
+
 pretty "tunnel: OK"
