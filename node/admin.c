@@ -166,6 +166,7 @@ admin_tunnel(struct weft_admin *a, struct evbuffer *out)
 {
 	struct weft_conn_stats_view v;
 	uint64_t hs = 0, id = 0, nocert = 0;
+	uint64_t dialed = 0, accepted = 0, resumed = 0, streams = 0;
 	int i, n;
 
 	if (a->a_st.proxy != NULL) {
@@ -175,8 +176,31 @@ admin_tunnel(struct weft_admin *a, struct evbuffer *out)
 			hs += v.tun_refused_handshake;
 			id += v.tun_refused_identity;
 			nocert += v.tun_refused_no_cert;
+			dialed += v.tun_dialed;
+			accepted += v.tun_accepted;
+			resumed += v.tun_resumed;
+			streams += v.tun_streams;
 		}
 	}
+	weft_metrics_family(out, "weft_tunnel_connections_total", "counter",
+	    "mTLS tunnel (TLS) connections: dialed to other nodes (side "
+	    "client), accepted on :15008 with a completed handshake (side "
+	    "server).  Pooled, thousands of application connections share a "
+	    "few.");
+	evbuffer_add_printf(out, "weft_tunnel_connections_total{side="
+	    "\"client\"} %" PRIu64 "\n", dialed);
+	evbuffer_add_printf(out, "weft_tunnel_connections_total{side="
+	    "\"server\"} %" PRIu64 "\n", accepted);
+	weft_metrics_family(out, "weft_tunnel_resumed_handshakes_total",
+	    "counter", "mTLS tunnel handshakes that resumed a TLS session, "
+	    "both sides.");
+	evbuffer_add_printf(out, "weft_tunnel_resumed_handshakes_total %"
+	    PRIu64 "\n", resumed);
+	weft_metrics_family(out, "weft_tunnel_streams_total", "counter",
+	    "HTTP/2 CONNECT streams (one per tunnelled application "
+	    "connection), both sides.");
+	evbuffer_add_printf(out, "weft_tunnel_streams_total %" PRIu64 "\n",
+	    streams);
 	weft_metrics_family(out, "weft_tls_handshake_failures_total", "counter",
 	    "mTLS tunnel connections refused: failed handshakes (plaintext, "
 	    "another CA, expired, no client certificate), a peer with the "

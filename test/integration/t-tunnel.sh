@@ -229,4 +229,23 @@ read -r rport rretrans rsecs <<<"$reuse_out"
 pretty "second connection from port $rport: ${rsecs}s, $rretrans TCP segments retransmitted"
 assert_eq "$rretrans" 0 "no SYN retransmitted for the reused port"
 
+pretty "(f) pooling, as /metrics tells it: 5 more connections, 5 more streams, no new TLS connection"
+tmetric() {	# NODE NAME-AND-LABELS: the value in the node's /metrics
+	node "$1" curl -sf http://127.0.0.1:15020/metrics |
+		awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print "missing" }'
+}
+c0=$(tmetric node-1 'weft_tunnel_connections_total{side="client"}')
+s0=$(tmetric node-1 weft_tunnel_streams_total)
+srv=$(tmetric node-2 'weft_tunnel_connections_total{side="server"}')
+[[ $c0 =~ ^[0-9]+$ && $s0 =~ ^[0-9]+$ && $srv =~ ^[0-9]+$ ]] ||
+	fail "tunnel counters missing: client=$c0 streams=$s0 server=$srv"
+(( c0 >= 1 && srv >= 1 )) || fail "no tunnel connection counted: client=$c0 server=$srv"
+for i in 1 2 3 4 5; do
+	pod tools/client curl -sS --fail --max-time 10 -o /dev/null "http://$IP_API1:8080/" ||
+		fail "request $i after the probes failed"
+done
+wait_for -t 5 eval '(( $(tmetric node-1 weft_tunnel_streams_total) >= s0 + 5 ))'
+assert_eq "$(tmetric node-1 'weft_tunnel_connections_total{side="client"}')" "$c0" \
+	"node-1 dialed no new TLS connection for them"
+
 pretty "tunnel: OK"
