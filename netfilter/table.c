@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1490,8 +1491,9 @@ weft_nft_build_apply(struct weft_nft_batch *b,
 /* One element per message, so a kernel error names the pod. */
 static void
 weft_nft_pod_msg(struct weft_nft_batch *b, uint16_t type, const char *setname,
-    const struct weft_nft_pod *p)
+    const void *elem)
 {
+	const struct weft_nft_pod *p = elem;
 	char what[512], ps[WEFT_IP_STRLEN + WEFT_NFT_COMMENT_MAX + 4];
 	struct nftnl_set *s;
 
@@ -1512,44 +1514,52 @@ weft_nft_pod_msg(struct weft_nft_batch *b, uint16_t type, const char *setname,
 	nftnl_set_free(s);
 }
 
-/* Walk two sorted, de-duplicated arrays; pass 0 emits deletions (gone, or
- * comment changed), pass 1 additions.  Deletions go first so that a changed
- * comment is a delete then an add of the same key in one transaction. */
+typedef void weft_nft_msg_fn(struct weft_nft_batch *, uint16_t,
+	    const char *, const void *);
+
+/* Walk two sorted, de-duplicated arrays of elements (size bytes each,
+ * ordered by cmp, a comment at comment_off); pass 0 emits deletions (gone,
+ * or comment changed), pass 1 additions.  Deletions go first so that a
+ * changed comment is a delete then an add of the same key in one
+ * transaction.  An element is its whole key: a UDP port range that grows
+ * is a delete and an add. */
 static int
 weft_nft_diff_set(struct weft_nft_batch *b, const char *setname,
-    const struct weft_nft_pod *o, size_t no, const struct weft_nft_pod *n,
-    size_t nn, int pass)
+    const void *old, size_t no, const void *new, size_t nn, size_t size,
+    int (*cmp)(const void *, const void *), size_t comment_off,
+    weft_nft_msg_fn *msg, int pass)
 {
+	const char *o = old, *n = new;
 	size_t i = 0, j = 0;
 	int c, count = 0;
 
 	while (i < no || j < nn) {
+		const char *oe = o + i * size, *ne = n + j * size;
+
 		if (i == no)
 			c = 1;
 		else if (j == nn)
 			c = -1;
 		else
-			c = weft_nft_ip_cmp(&o[i].ip, &n[j].ip);
+			c = cmp(oe, ne);
 		if (c < 0) {
 			if (pass == 0) {
-				weft_nft_pod_msg(b, NFT_MSG_DELSETELEM, setname,
-				    &o[i]);
+				msg(b, NFT_MSG_DELSETELEM, setname, oe);
 				count++;
 			}
 			i++;
 		} else if (c > 0) {
 			if (pass == 1) {
-				weft_nft_pod_msg(b, NFT_MSG_NEWSETELEM, setname,
-				    &n[j]);
+				msg(b, NFT_MSG_NEWSETELEM, setname, ne);
 				count++;
 			}
 			j++;
 		} else {
-			if (strncmp(o[i].comment, n[j].comment,
+			if (strncmp(oe + comment_off, ne + comment_off,
 			    WEFT_NFT_COMMENT_MAX) != 0) {
-				weft_nft_pod_msg(b, pass == 0 ?
-				    NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
-				    setname, pass == 0 ? &o[i] : &n[j]);
+				msg(b, pass == 0 ? NFT_MSG_DELSETELEM :
+				    NFT_MSG_NEWSETELEM, setname,
+				    pass == 0 ? oe : ne);
 				count++;
 			}
 			i++;
@@ -1562,8 +1572,9 @@ weft_nft_diff_set(struct weft_nft_batch *b, const char *setname,
 /* One UDP grant per message, like pods. */
 static void
 weft_nft_udp_msg(struct weft_nft_batch *b, uint16_t type, const char *setname,
-    const struct weft_nft_udp *u)
+    const void *elem)
 {
+	const struct weft_nft_udp *u = elem;
 	char what[600], us[256];
 	struct nftnl_set *s;
 
@@ -1579,53 +1590,6 @@ weft_nft_udp_msg(struct weft_nft_batch *b, uint16_t type, const char *setname,
 	weft_nft_elem_msg(b, type,
 	    type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE | NLM_F_EXCL : 0, s, what);
 	nftnl_set_free(s);
-}
-
-/* weft_nft_diff_set() for the UDP sets, over weft_nft_udp_family() arrays:
- * an element is its whole key, port range included, so a range that grows
- * is a delete and an add. */
-static int
-weft_nft_diff_udp(struct weft_nft_batch *b, const char *setname,
-    const struct weft_nft_udp *o, size_t no, const struct weft_nft_udp *n,
-    size_t nn, int pass)
-{
-	size_t i = 0, j = 0;
-	int c, count = 0;
-
-	while (i < no || j < nn) {
-		if (i == no)
-			c = 1;
-		else if (j == nn)
-			c = -1;
-		else
-			c = weft_nft_udp_cmp(&o[i], &n[j]);
-		if (c < 0) {
-			if (pass == 0) {
-				weft_nft_udp_msg(b, NFT_MSG_DELSETELEM, setname,
-				    &o[i]);
-				count++;
-			}
-			i++;
-		} else if (c > 0) {
-			if (pass == 1) {
-				weft_nft_udp_msg(b, NFT_MSG_NEWSETELEM, setname,
-				    &n[j]);
-				count++;
-			}
-			j++;
-		} else {
-			if (strncmp(o[i].comment, n[j].comment,
-			    WEFT_NFT_COMMENT_MAX) != 0) {
-				weft_nft_udp_msg(b, pass == 0 ?
-				    NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
-				    setname, pass == 0 ? &o[i] : &n[j]);
-				count++;
-			}
-			i++;
-			j++;
-		}
-	}
-	return count;
 }
 
 int
@@ -1664,13 +1628,21 @@ weft_nft_build_update(struct weft_nft_batch *b,
 					count += weft_nft_diff_set(b,
 					    weft_nft_sets[SET_MESHED + si].name[fam],
 					    o[si][fam], no[si][fam],
-					    n[si][fam], nn[si][fam], pass);
+					    n[si][fam], nn[si][fam],
+					    sizeof(struct weft_nft_pod),
+					    weft_nft_pod_cmp, offsetof(struct
+					    weft_nft_pod, comment),
+					    weft_nft_pod_msg, pass);
 			for (si = 0; si < 2; si++)
 				for (fam = V4; fam < NFAM; fam++)
-					count += weft_nft_diff_udp(b,
+					count += weft_nft_diff_set(b,
 					    weft_nft_sets[SET_UDP + si].name[fam],
 					    uo[si][fam], nuo[si][fam],
-					    un[si][fam], nun[si][fam], pass);
+					    un[si][fam], nun[si][fam],
+					    sizeof(struct weft_nft_udp),
+					    weft_nft_udp_cmp, offsetof(struct
+					    weft_nft_udp, comment),
+					    weft_nft_udp_msg, pass);
 		}
 		weft_nft_batch_close(b);
 	}
