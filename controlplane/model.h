@@ -75,6 +75,20 @@ void	weft_vdoc_warn(struct vdoc *v, const char *path, const char *fmt, ...)
  * word for containers); returns buf or a static string. */
 const char *weft_vdoc_got(struct json_object *o, char *buf, size_t len);
 
+/* Fields (objects.c).  The value of key in o, or NULL when absent or null
+ * (Kubernetes treats an explicit null like an absent field). */
+struct json_object *weft_vdoc_field(struct json_object *o, const char *key);
+/* Typed getters: 1 present and of type t (expected names it in the error),
+ * 0 absent, -1 wrong type (reported at path). */
+int	weft_vdoc_type(struct vdoc *v, struct json_object *val,
+	    const char *path, enum json_type t, const char *expected);
+int	weft_vdoc_str(struct vdoc *v, struct json_object *o, const char *key,
+	    const char *path, const char **out);
+int	weft_vdoc_obj(struct vdoc *v, struct json_object *o, const char *key,
+	    const char *path, struct json_object **out);
+int	weft_vdoc_arr(struct vdoc *v, struct json_object *o, const char *key,
+	    const char *path, struct json_object **out, size_t *n);
+
 /* Record kind/namespace/name from file/doc.  Returns 1 if new, 0 if seen
  * before (*first set to the earlier record), -1 on allocation failure. */
 int	weft_builder_seen(struct weft_builder *b, const char *kind,

@@ -118,8 +118,8 @@ weft_vdoc_got(struct json_object *o, char *buf, size_t len)
 
 /* The value of key in o, or NULL when absent or null (Kubernetes treats an
  * explicit null like an absent field). */
-static struct json_object *
-vfield(struct json_object *o, const char *key)
+struct json_object *
+weft_vdoc_field(struct json_object *o, const char *key)
 {
 	struct json_object *v = NULL;
 
@@ -130,8 +130,8 @@ vfield(struct json_object *o, const char *key)
 
 /* Typed field getters: 1 present and of the right type, 0 absent, -1 wrong
  * type (reported). */
-static int
-v_type(struct vdoc *v, struct json_object *val, const char *path,
+int
+weft_vdoc_type(struct vdoc *v, struct json_object *val, const char *path,
     enum json_type t, const char *expected)
 {
 	char buf[80];
@@ -146,42 +146,45 @@ v_type(struct vdoc *v, struct json_object *val, const char *path,
 	return 1;
 }
 
-static int
-v_str(struct vdoc *v, struct json_object *o, const char *key,
+int
+weft_vdoc_str(struct vdoc *v, struct json_object *o, const char *key,
     const char *path, const char **out)
 {
-	struct json_object *val = vfield(o, key);
+	struct json_object *val = weft_vdoc_field(o, key);
 	int r;
 
 	*out = NULL;
-	if ((r = v_type(v, val, path, json_type_string, "a string")) == 1)
+	if ((r = weft_vdoc_type(v, val, path, json_type_string,
+	    "a string")) == 1)
 		*out = json_object_get_string(val);
 	return r;
 }
 
-static int
-v_obj(struct vdoc *v, struct json_object *o, const char *key,
+int
+weft_vdoc_obj(struct vdoc *v, struct json_object *o, const char *key,
     const char *path, struct json_object **out)
 {
-	struct json_object *val = vfield(o, key);
+	struct json_object *val = weft_vdoc_field(o, key);
 	int r;
 
 	*out = NULL;
-	if ((r = v_type(v, val, path, json_type_object, "an object")) == 1)
+	if ((r = weft_vdoc_type(v, val, path, json_type_object,
+	    "an object")) == 1)
 		*out = val;
 	return r;
 }
 
-static int
-v_arr(struct vdoc *v, struct json_object *o, const char *key,
+int
+weft_vdoc_arr(struct vdoc *v, struct json_object *o, const char *key,
     const char *path, struct json_object **out, size_t *n)
 {
-	struct json_object *val = vfield(o, key);
+	struct json_object *val = weft_vdoc_field(o, key);
 	int r;
 
 	*out = NULL;
 	*n = 0;
-	if ((r = v_type(v, val, path, json_type_array, "an array")) == 1) {
+	if ((r = weft_vdoc_type(v, val, path, json_type_array,
+	    "an array")) == 1) {
 		*out = val;
 		*n = json_object_array_length(val);
 	}
@@ -224,7 +227,7 @@ v_protocol(struct vdoc *v, struct json_object *o, const char *path,
 
 	*protocol = IPPROTO_TCP;
 	snprintf(p, sizeof(p), "%s.protocol", path);
-	if ((r = v_str(v, o, "protocol", p, &s)) <= 0)
+	if ((r = weft_vdoc_str(v, o, "protocol", p, &s)) <= 0)
 		return r == 0 ? 1 : -1;
 	if (strcmp(s, "TCP") == 0)
 		return 1;
@@ -238,7 +241,7 @@ v_protocol(struct vdoc *v, struct json_object *o, const char *path,
 		return 0;
 	}
 	verr(v, p, "expected TCP, UDP or SCTP, got %s",
-	    vgot(vfield(o, "protocol"), buf, sizeof(buf)));
+	    vgot(weft_vdoc_field(o, "protocol"), buf, sizeof(buf)));
 	return -1;
 }
 
@@ -365,7 +368,7 @@ v_labels(struct vdoc *v, struct json_object *o, const char *key,
 	size_t cap;
 
 	memset(out, 0, sizeof(*out));
-	if (v_obj(v, o, key, path, &m) <= 0)
+	if (weft_vdoc_obj(v, o, key, path, &m) <= 0)
 		return 0;
 	if ((cap = (size_t)json_object_object_length(m)) == 0)
 		return 0;
@@ -411,19 +414,20 @@ v_name(struct vdoc *v, struct json_object *o, const char *key,
 	char buf[80];
 	int r;
 
-	if ((r = v_str(v, o, key, path, out)) <= 0)
+	if ((r = weft_vdoc_str(v, o, key, path, out)) <= 0)
 		return r;
 	if (fn(*out))
 		return 1;
 	if (fn == weft_name_is_dns_label)
 		verr(v, path, "expected a DNS-1123 label (at most 63 lowercase "
 		    "letters, digits and '-', starting and ending with a letter "
-		    "or digit), got %s", vgot(vfield(o, key), buf, sizeof(buf)));
+		    "or digit), got %s", vgot(weft_vdoc_field(o, key), buf,
+		    sizeof(buf)));
 	else
 		verr(v, path, "expected a DNS-1123 subdomain (at most 253 "
 		    "lowercase letters, digits, '-' and '.', each part starting "
 		    "and ending with a letter or digit), got %s",
-		    vgot(vfield(o, key), buf, sizeof(buf)));
+		    vgot(weft_vdoc_field(o, key), buf, sizeof(buf)));
 	*out = NULL;
 	return -1;
 }
@@ -437,11 +441,11 @@ v_ip(struct vdoc *v, struct json_object *o, const char *key,
 	int r;
 
 	memset(ip, 0, sizeof(*ip));
-	if ((r = v_str(v, o, key, path, &s)) <= 0)
+	if ((r = weft_vdoc_str(v, o, key, path, &s)) <= 0)
 		return r;
 	if (weft_ip_parse(s, ip) == -1) {
 		verr(v, path, "expected an IP address, got %s",
-		    vgot(vfield(o, key), buf, sizeof(buf)));
+		    vgot(weft_vdoc_field(o, key), buf, sizeof(buf)));
 		return -1;
 	}
 	return 1;
@@ -453,7 +457,7 @@ v_cidr(struct vdoc *v, struct json_object *val, const char *path,
 {
 	char buf[80];
 
-	if (v_type(v, val, path, json_type_string, "a string") != 1)
+	if (weft_vdoc_type(v, val, path, json_type_string, "a string") != 1)
 		return -1;
 	if (weft_cidr_parse(json_object_get_string(val), c) == -1) {
 		verr(v, path, "expected a CIDR with zero host bits (such as "
@@ -501,7 +505,7 @@ ns_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
     const char *ns_unused, const char *name)
 {
 	struct weft_snap_namespace ns;
-	struct json_object *meta = vfield(o, "metadata");
+	struct json_object *meta = weft_vdoc_field(o, "metadata");
 	const char *s;
 	char buf[80];
 	bool oom = false;
@@ -584,8 +588,9 @@ node_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 	int r;
 
 	memset(&n, 0, sizeof(n));
-	if (v_obj(v, o, "spec", "spec", &spec) == 1) {
-		if (v_arr(v, spec, "podCIDRs", "spec.podCIDRs", &a, &cnt) == 1 &&
+	if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 1) {
+		if (weft_vdoc_arr(v, spec, "podCIDRs", "spec.podCIDRs", &a,
+		    &cnt) == 1 &&
 		    cnt > 0) {
 			if ((n.pod_cidrs = calloc(cnt, sizeof(*n.pod_cidrs))) ==
 			    NULL)
@@ -596,7 +601,7 @@ node_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 				    &n.pod_cidrs[n.n_pod_cidrs]) == 0)
 					n.n_pod_cidrs++;
 			}
-		} else if ((e = vfield(spec, "podCIDR")) != NULL) {
+		} else if ((e = weft_vdoc_field(spec, "podCIDR")) != NULL) {
 			if ((n.pod_cidrs = calloc(1, sizeof(*n.pod_cidrs))) ==
 			    NULL)
 				return -1;
@@ -604,17 +609,19 @@ node_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 				n.n_pod_cidrs = 1;
 		}
 	}
-	if (v_obj(v, o, "status", "status", &status) == 1 &&
-	    v_arr(v, status, "addresses", "status.addresses", &a, &cnt) == 1) {
+	if (weft_vdoc_obj(v, o, "status", "status", &status) == 1 &&
+	    weft_vdoc_arr(v, status, "addresses", "status.addresses", &a,
+	    &cnt) == 1) {
 		for (i = 0; i < cnt; i++) {
 			struct weft_ip ip;
 
 			snprintf(p, sizeof(p), "status.addresses[%zu]", i);
 			e = json_object_array_get_idx(a, i);
-			if (v_type(v, e, p, json_type_object, "an object") != 1)
+			if (weft_vdoc_type(v, e, p, json_type_object,
+			    "an object") != 1)
 				continue;
 			snprintf(p, sizeof(p), "status.addresses[%zu].type", i);
-			if (v_str(v, e, "type", p, &type) != 1 ||
+			if (weft_vdoc_str(v, e, "type", p, &type) != 1 ||
 			    strcmp(type, "InternalIP") != 0)
 				continue;
 			snprintf(p, sizeof(p), "status.addresses[%zu].address",
@@ -653,15 +660,17 @@ pod_ports(struct vdoc *v, struct json_object *spec, struct weft_snap_pod *p)
 	size_t i, j, nc, nport;
 	int r;
 
-	if (v_arr(v, spec, "containers", "spec.containers", &cs, &nc) != 1)
+	if (weft_vdoc_arr(v, spec, "containers", "spec.containers", &cs,
+	    &nc) != 1)
 		return 0;
 	for (i = 0; i < nc; i++) {
 		snprintf(path, sizeof(path), "spec.containers[%zu]", i);
 		c = json_object_array_get_idx(cs, i);
-		if (v_type(v, c, path, json_type_object, "an object") != 1)
+		if (weft_vdoc_type(v, c, path, json_type_object,
+		    "an object") != 1)
 			continue;
 		snprintf(path, sizeof(path), "spec.containers[%zu].ports", i);
-		if (v_arr(v, c, "ports", path, &ps, &nport) != 1)
+		if (weft_vdoc_arr(v, c, "ports", path, &ps, &nport) != 1)
 			continue;
 		for (j = 0; j < nport; j++) {
 			struct weft_container_port cp;
@@ -670,26 +679,27 @@ pod_ports(struct vdoc *v, struct json_object *spec, struct weft_snap_pod *p)
 			snprintf(path, sizeof(path),
 			    "spec.containers[%zu].ports[%zu]", i, j);
 			e = json_object_array_get_idx(ps, j);
-			if (v_type(v, e, path, json_type_object,
+			if (weft_vdoc_type(v, e, path, json_type_object,
 			    "an object") != 1)
 				continue;
 			snprintf(pp, sizeof(pp), "%s.containerPort", path);
-			if (vfield(e, "containerPort") == NULL) {
+			if (weft_vdoc_field(e, "containerPort") == NULL) {
 				verr(v, pp, "required");
 				continue;
 			}
-			if (v_port(v, vfield(e, "containerPort"), pp,
+			if (v_port(v, weft_vdoc_field(e, "containerPort"), pp,
 			    &cp.port) == -1)
 				continue;
 			snprintf(pp, sizeof(pp), "%s.name", path);
-			if (v_str(v, e, "name", pp, &name) == 1 &&
+			if (weft_vdoc_str(v, e, "name", pp, &name) == 1 &&
 			    !weft_name_is_iana_svc(name)) {
 				char buf[80];
 
 				verr(v, pp, "expected an IANA service name (at "
 				    "most 15 lowercase letters, digits and '-', "
 				    "with at least one letter), got %s",
-				    vgot(vfield(e, "name"), buf, sizeof(buf)));
+				    vgot(weft_vdoc_field(e, "name"), buf,
+				    sizeof(buf)));
 				continue;
 			}
 			if ((r = v_protocol(v, e, path, &cp.protocol)) != 1)
@@ -712,7 +722,8 @@ pod_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
     const char *ns, const char *name)
 {
 	struct weft_snap_pod p;
-	struct json_object *meta = vfield(o, "metadata"), *spec, *status;
+	struct json_object *meta = weft_vdoc_field(o, "metadata"), *spec,
+	    *status;
 	struct json_object *a, *e;
 	const char *uid, *node = NULL, *sa = NULL;
 	char path[256];
@@ -721,11 +732,11 @@ pod_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 	int r;
 
 	memset(&p, 0, sizeof(p));
-	(void)v_str(v, meta, "uid", "metadata.uid", &uid);
-	terminating = vfield(meta, "deletionTimestamp") != NULL;
+	(void)weft_vdoc_str(v, meta, "uid", "metadata.uid", &uid);
+	terminating = weft_vdoc_field(meta, "deletionTimestamp") != NULL;
 	if (v_labels(v, meta, "labels", "metadata.labels", &p.labels) == -1)
 		goto oom;
-	if (v_obj(v, o, "spec", "spec", &spec) == 1) {
+	if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 1) {
 		(void)v_name(v, spec, "nodeName", "spec.nodeName",
 		    weft_name_is_dns_subdomain, &node);
 		if ((r = v_name(v, spec, "serviceAccountName",
@@ -737,16 +748,17 @@ pod_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 		if (pod_ports(v, spec, &p) == -1)
 			goto oom;
 	}
-	if (v_obj(v, o, "status", "status", &status) == 1) {
+	if (weft_vdoc_obj(v, o, "status", "status", &status) == 1) {
 		(void)v_ip(v, status, "podIP", "status.podIP", &p.ip);
-		if (v_arr(v, status, "podIPs", "status.podIPs", &a, &cnt) == 1) {
+		if (weft_vdoc_arr(v, status, "podIPs", "status.podIPs", &a,
+		    &cnt) == 1) {
 			for (i = 0; i < cnt; i++) {
 				struct weft_ip ip;
 
 				snprintf(path, sizeof(path), "status.podIPs[%zu]",
 				    i);
 				e = json_object_array_get_idx(a, i);
-				if (v_type(v, e, path, json_type_object,
+				if (weft_vdoc_type(v, e, path, json_type_object,
 				    "an object") != 1)
 					continue;
 				snprintf(path, sizeof(path),
@@ -794,13 +806,13 @@ svc_port(struct vdoc *v, struct json_object *e, const char *path,
 	int r, keep = 1;
 
 	memset(sp, 0, sizeof(*sp));
-	if (v_type(v, e, path, json_type_object, "an object") != 1)
+	if (weft_vdoc_type(v, e, path, json_type_object, "an object") != 1)
 		return 0;
 	snprintf(p, sizeof(p), "%s.port", path);
-	if (vfield(e, "port") == NULL) {
+	if (weft_vdoc_field(e, "port") == NULL) {
 		verr(v, p, "required");
 		keep = 0;
-	} else if (v_port(v, vfield(e, "port"), p, &sp->port) == -1)
+	} else if (v_port(v, weft_vdoc_field(e, "port"), p, &sp->port) == -1)
 		keep = 0;
 	snprintf(p, sizeof(p), "%s.name", path);
 	if (v_name(v, e, "name", p, weft_name_is_dns_label, &s) == 1)
@@ -810,7 +822,7 @@ svc_port(struct vdoc *v, struct json_object *e, const char *path,
 	if ((r = v_protocol(v, e, path, &sp->protocol)) != 1)
 		keep = 0;
 	snprintf(p, sizeof(p), "%s.targetPort", path);
-	if ((tp = vfield(e, "targetPort")) == NULL)
+	if ((tp = weft_vdoc_field(e, "targetPort")) == NULL)
 		sp->target_port = sp->port;
 	else if (json_object_is_type(tp, json_type_int))
 		(void)v_port(v, tp, p, &sp->target_port);
@@ -822,7 +834,7 @@ svc_port(struct vdoc *v, struct json_object *e, const char *path,
 		    "15 lowercase letters, digits and '-', with at least one "
 		    "letter), got %s", vgot(tp, buf, sizeof(buf)));
 	snprintf(p, sizeof(p), "%s.appProtocol", path);
-	if (v_str(v, e, "appProtocol", p, &s) == 1)
+	if (weft_vdoc_str(v, e, "appProtocol", p, &s) == 1)
 		sp->app_protocol = xstrdup(s, &oom);
 	if (oom)
 		return -1;
@@ -843,17 +855,20 @@ svc_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 	int r;
 
 	memset(&s, 0, sizeof(s));
-	if (v_obj(v, o, "spec", "spec", &spec) == 1) {
-		if (v_str(v, spec, "clusterIP", "spec.clusterIP", &cip) == 1 &&
+	if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 1) {
+		if (weft_vdoc_str(v, spec, "clusterIP", "spec.clusterIP",
+		    &cip) == 1 &&
 		    strcmp(cip, "None") != 0 && cip[0] != '\0' &&
 		    weft_ip_parse(cip, &s.cluster_ip) == -1)
 			verr(v, "spec.clusterIP", "expected an IP address or "
-			    "\"None\", got %s", vgot(vfield(spec, "clusterIP"),
-			    buf, sizeof(buf)));
+			    "\"None\", got %s",
+			    vgot(weft_vdoc_field(spec, "clusterIP"), buf,
+			    sizeof(buf)));
 		if (v_labels(v, spec, "selector", "spec.selector",
 		    &s.selector) == -1)
 			goto oom;
-		if (v_arr(v, spec, "ports", "spec.ports", &a, &cnt) == 1 &&
+		if (weft_vdoc_arr(v, spec, "ports", "spec.ports", &a,
+		    &cnt) == 1 &&
 		    cnt > 0) {
 			if ((s.ports = calloc(cnt, sizeof(*s.ports))) == NULL)
 				goto oom;
@@ -1020,22 +1035,25 @@ add_object(struct weft_builder *b, struct vdoc *v, struct json_object *o)
 		    vgot(o, buf, sizeof(buf)));
 		return 0;
 	}
-	if (v_str(v, o, "kind", "kind", &kind) == 0)
+	if (weft_vdoc_str(v, o, "kind", "kind", &kind) == 0)
 		verr(v, "kind", "required");
 	if (kind != NULL)
 		snprintf(v->what, sizeof(v->what), "%s", kind);
-	if (v_str(v, o, "apiVersion", "apiVersion", &apiv) == 0)
+	if (weft_vdoc_str(v, o, "apiVersion", "apiVersion", &apiv) == 0)
 		verr(v, "apiVersion", "required");
 	if (kind == NULL || apiv == NULL)
 		return 0;
 	h = kind_lookup(apiv, kind);
-	if (v_obj(v, o, "metadata", "metadata", &meta) == 1) {
+	if (weft_vdoc_obj(v, o, "metadata", "metadata", &meta) == 1) {
 		/* raw values first, for the "(Kind ns/name)" context */
-		if (json_object_is_type(vfield(meta, "name"), json_type_string))
-			name = json_object_get_string(vfield(meta, "name"));
-		if (json_object_is_type(vfield(meta, "namespace"),
+		if (json_object_is_type(weft_vdoc_field(meta, "name"),
 		    json_type_string))
-			ns = json_object_get_string(vfield(meta, "namespace"));
+			name = json_object_get_string(weft_vdoc_field(meta,
+			    "name"));
+		if (json_object_is_type(weft_vdoc_field(meta, "namespace"),
+		    json_type_string))
+			ns = json_object_get_string(weft_vdoc_field(meta,
+			    "namespace"));
 	}
 	if (h == NULL) {
 		what_set(v, kind, ns, name);
@@ -1053,13 +1071,14 @@ add_object(struct weft_builder *b, struct vdoc *v, struct json_object *o)
 		verr(v, "apiVersion", "expected %s%s%s, got \"%s\"", h->group,
 		    h->group[0] ? "/" : "", h->version, apiv);
 	if (meta == NULL) {
-		if (vfield(o, "metadata") == NULL)
+		if (weft_vdoc_field(o, "metadata") == NULL)
 			verr(v, "metadata", "required");
 		name = NULL;
 	} else if (v_name(v, meta, "name", "metadata.name", h->name_is_label ?
 	    weft_name_is_dns_label : weft_name_is_dns_subdomain, &name) == 0)
 		verr(v, "metadata.name", "required");
-	if (h->namespaced && meta != NULL && vfield(meta, "namespace") != NULL &&
+	if (h->namespaced && meta != NULL &&
+	    weft_vdoc_field(meta, "namespace") != NULL &&
 	    v_name(v, meta, "namespace", "metadata.namespace",
 	    weft_name_is_dns_label, &ns) != 1)
 		ns = NULL;
@@ -1081,8 +1100,8 @@ weft_objects_add_doc(struct weft_builder *b,
 	v.errs = errs;
 	v.file = doc->file;
 	v.doc = doc->index;
-	kind = vfield(o, "kind");
-	apiv = vfield(o, "apiVersion");
+	kind = weft_vdoc_field(o, "kind");
+	apiv = weft_vdoc_field(o, "apiVersion");
 	if (!json_object_is_type(o, json_type_object) ||
 	    !json_object_is_type(kind, json_type_string) ||
 	    strcmp(json_object_get_string(kind), "List") != 0 ||
@@ -1090,7 +1109,7 @@ weft_objects_add_doc(struct weft_builder *b,
 	    strcmp(json_object_get_string(apiv), "v1") != 0)
 		return add_object(b, &v, o);
 	snprintf(v.what, sizeof(v.what), "List");
-	items = vfield(o, "items");
+	items = weft_vdoc_field(o, "items");
 	if (items == NULL) {
 		verr(&v, "items", "required");
 		return 0;

@@ -45,77 +45,7 @@ static const char *const smi_methods[] = {
 	"TRACE", "PATCH",
 };
 
-/* --- field access (as objects.c does it) ----------------------------------- */
-
-/* The value of key in o, or NULL when absent or null. */
-static struct json_object *
-sfield(struct json_object *o, const char *key)
-{
-	struct json_object *val = NULL;
-
-	if (o == NULL || !json_object_object_get_ex(o, key, &val))
-		return NULL;
-	return val;
-}
-
-/* 1 present with type t, 0 absent, -1 wrong type (reported). */
-static int
-s_type(struct vdoc *v, struct json_object *val, const char *path,
-    enum json_type t, const char *expected)
-{
-	char buf[80];
-
-	if (val == NULL)
-		return 0;
-	if (!json_object_is_type(val, t)) {
-		weft_vdoc_err(v, path, "expected %s, got %s", expected,
-		    weft_vdoc_got(val, buf, sizeof(buf)));
-		return -1;
-	}
-	return 1;
-}
-
-static int
-s_str(struct vdoc *v, struct json_object *o, const char *key,
-    const char *path, const char **out)
-{
-	struct json_object *val = sfield(o, key);
-	int r;
-
-	*out = NULL;
-	if ((r = s_type(v, val, path, json_type_string, "a string")) == 1)
-		*out = json_object_get_string(val);
-	return r;
-}
-
-static int
-s_obj(struct vdoc *v, struct json_object *o, const char *key,
-    const char *path, struct json_object **out)
-{
-	struct json_object *val = sfield(o, key);
-	int r;
-
-	*out = NULL;
-	if ((r = s_type(v, val, path, json_type_object, "an object")) == 1)
-		*out = val;
-	return r;
-}
-
-static int
-s_arr(struct vdoc *v, struct json_object *o, const char *key,
-    const char *path, struct json_object **out, size_t *n)
-{
-	struct json_object *val = sfield(o, key);
-	int r;
-
-	*out = NULL;
-	*n = 0;
-	if ((r = s_type(v, val, path, json_type_array, "an array")) == 1) {
-		*out = val;
-		*n = json_object_array_length(val);
-	}
-	return r;
-}
+/* --- field access (weft_vdoc_* getters, model.h) --------------------------- */
 
 /* A required string: 1, or -1 when absent or not a string (reported). */
 static int
@@ -124,7 +54,7 @@ s_req_str(struct vdoc *v, struct json_object *o, const char *key,
 {
 	int r;
 
-	if ((r = s_str(v, o, key, path, out)) == 0)
+	if ((r = weft_vdoc_str(v, o, key, path, out)) == 0)
 		weft_vdoc_err(v, path, "required");
 	return r == 1 ? 1 : -1;
 }
@@ -145,12 +75,12 @@ s_req_name(struct vdoc *v, struct json_object *o, const char *key,
 		weft_vdoc_err(v, path, "expected a DNS-1123 label (at most 63 "
 		    "lowercase letters, digits and '-', starting and ending "
 		    "with a letter or digit), got %s",
-		    weft_vdoc_got(sfield(o, key), buf, sizeof(buf)));
+		    weft_vdoc_got(weft_vdoc_field(o, key), buf, sizeof(buf)));
 	else
 		weft_vdoc_err(v, path, "expected a DNS-1123 subdomain (at most "
 		    "253 lowercase letters, digits, '-' and '.', each part "
 		    "starting and ending with a letter or digit), got %s",
-		    weft_vdoc_got(sfield(o, key), buf, sizeof(buf)));
+		    weft_vdoc_got(weft_vdoc_field(o, key), buf, sizeof(buf)));
 	*out = NULL;
 	return -1;
 }
@@ -237,7 +167,8 @@ static int
 smi_version(struct vdoc *v, struct json_object *o, const char *group,
     int first, int last)
 {
-	const char *apiv = json_object_get_string(sfield(o, "apiVersion"));
+	const char *apiv = json_object_get_string(weft_vdoc_field(o,
+	    "apiVersion"));
 	const char *ver = strchr(apiv, '/') + 1;
 	char list[128];
 	size_t len = 0;
@@ -265,14 +196,14 @@ smi_subject_name(struct vdoc *v, struct json_object *e, const char *key,
 {
 	const char *s;
 
-	if (s_str(v, e, key, path, &s) == 1 && strcmp(s, "*") == 0) {
+	if (weft_vdoc_str(v, e, key, path, &s) == 1 && strcmp(s, "*") == 0) {
 		weft_vdoc_warn(v, path, "\"*\" is not a wildcard (A-8): it "
 		    "names a ServiceAccount called \"*\", which matches no "
 		    "workload");
 		*out = s;
 		return 1;
 	}
-	if (s == NULL && sfield(e, key) != NULL)
+	if (s == NULL && weft_vdoc_field(e, key) != NULL)
 		return -1;	/* wrong type, reported */
 	return s_req_name(v, e, key, path, fn, out);
 }
@@ -290,7 +221,7 @@ smi_subject(struct vdoc *v, struct json_object *e, const char *path,
 	int bad = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (s_type(v, e, path, json_type_object, "an object") != 1)
+	if (weft_vdoc_type(v, e, path, json_type_object, "an object") != 1)
 		return -1;
 	snprintf(p, sizeof(p), "%s.kind", path);
 	if (s_req_str(v, e, "kind", p, &kind) == -1)
@@ -311,8 +242,8 @@ smi_subject(struct vdoc *v, struct json_object *e, const char *path,
 	    &name) == -1)
 		bad = 1;
 	snprintf(p, sizeof(p), "%s.namespace", path);
-	if (sfield(e, "namespace") != NULL) {
-		if (s_str(v, e, "namespace", p, &sns) == -1)
+	if (weft_vdoc_field(e, "namespace") != NULL) {
+		if (weft_vdoc_str(v, e, "namespace", p, &sns) == -1)
 			bad = 1;
 		else if (sns[0] == '\0')
 			sns = NULL;
@@ -340,7 +271,7 @@ smi_rule(struct vdoc *v, struct json_object *e, const char *path, int ver,
 	int bad = 0;
 
 	memset(r, 0, sizeof(*r));
-	if (s_type(v, e, path, json_type_object, "an object") != 1)
+	if (weft_vdoc_type(v, e, path, json_type_object, "an object") != 1)
 		return 1;
 	snprintf(p, sizeof(p), "%s.kind", path);
 	if (s_req_str(v, e, "kind", p, &kind) == -1)
@@ -354,7 +285,7 @@ smi_rule(struct vdoc *v, struct json_object *e, const char *path, int ver,
 	else {
 		weft_vdoc_err(v, p, "expected HTTPRouteGroup, TCPRoute%s, got "
 		    "%s%s", ver >= 3 ? " or UDPRoute" : "",
-		    weft_vdoc_got(sfield(e, "kind"), buf, sizeof(buf)),
+		    weft_vdoc_got(weft_vdoc_field(e, "kind"), buf, sizeof(buf)),
 		    strcmp(kind, "UDPRoute") == 0 ? " (UDPRoute needs "
 		    SMI_ACCESS "/v1alpha3)" : "");
 		bad = 1;
@@ -364,17 +295,17 @@ smi_rule(struct vdoc *v, struct json_object *e, const char *path, int ver,
 	    &name) == -1)
 		bad = 1;
 	snprintf(p, sizeof(p), "%s.matches", path);
-	if (sfield(e, "matches") != NULL && r->kind != 0 &&
+	if (weft_vdoc_field(e, "matches") != NULL && r->kind != 0 &&
 	    r->kind != WEFT_SMI_HTTP) {
 		/* no defined meaning for L4 routes */
 		weft_vdoc_warn(v, p, "ignored for %s rules (A-9)", kind);
-	} else if (s_arr(v, e, "matches", p, &a, &n) == -1)
+	} else if (weft_vdoc_arr(v, e, "matches", p, &a, &n) == -1)
 		bad = 1;
 	else {
 		for (i = 0; i < n; i++) {
 			snprintf(p, sizeof(p), "%s.matches[%zu]", path, i);
 			m = json_object_array_get_idx(a, i);
-			if (s_type(v, m, p, json_type_string,
+			if (weft_vdoc_type(v, m, p, json_type_string,
 			    "a string") != 1) {
 				if (m == NULL)
 					weft_vdoc_err(v, p, "expected a "
@@ -460,21 +391,21 @@ weft_smi_target_add(struct weft_builder *b, struct vdoc *v,
 		root = o;
 		spec = "";
 		rkey = "specs";
-		if (sfield(o, "spec") != NULL)
+		if (weft_vdoc_field(o, "spec") != NULL)
 			weft_vdoc_err(v, "spec", "not a field of " SMI_ACCESS
 			    "/v1alpha1 (destination, specs and sources are "
 			    "top-level)");
 	} else {
 		spec = "spec.";
 		rkey = "rules";
-		if (s_obj(v, o, "spec", "spec", &root) == 0)
+		if (weft_vdoc_obj(v, o, "spec", "spec", &root) == 0)
 			weft_vdoc_err(v, "spec", "required");
 	}
 	if (root == NULL)
 		goto skip;
 
 	snprintf(p, sizeof(p), "%sdestination", spec);
-	if (s_obj(v, root, "destination", p, &dst) == 0)
+	if (weft_vdoc_obj(v, root, "destination", p, &dst) == 0)
 		weft_vdoc_err(v, p, "required");
 	if (dst != NULL) {
 		r = smi_subject(v, dst, p, ns, true, &t.destination, &oom);
@@ -483,7 +414,7 @@ weft_smi_target_add(struct weft_builder *b, struct vdoc *v,
 		if (r == 0)
 			drop = true;
 		snprintf(p, sizeof(p), "%sdestination.port", spec);
-		if ((pv = sfield(dst, "port")) == NULL)
+		if ((pv = weft_vdoc_field(dst, "port")) == NULL)
 			;
 		else if (ver >= 3)
 			/* pruning it would widen access (§8.1) */
@@ -499,7 +430,7 @@ weft_smi_target_add(struct weft_builder *b, struct vdoc *v,
 	}
 
 	snprintf(p, sizeof(p), "%s%s", spec, rkey);
-	if ((r = s_arr(v, root, rkey, p, &a, &n)) == 0 && ver >= 3)
+	if ((r = weft_vdoc_arr(v, root, rkey, p, &a, &n)) == 0 && ver >= 3)
 		weft_vdoc_err(v, p, "required");
 	else if (r >= 0 && n == 0)
 		weft_vdoc_warn(v, p, "no rules: this target grants nothing "
@@ -519,7 +450,7 @@ weft_smi_target_add(struct weft_builder *b, struct vdoc *v,
 	}
 
 	snprintf(p, sizeof(p), "%ssources", spec);
-	if ((r = s_arr(v, root, "sources", p, &a, &n)) == 0 && ver >= 3)
+	if ((r = weft_vdoc_arr(v, root, "sources", p, &a, &n)) == 0 && ver >= 3)
 		weft_vdoc_err(v, p, "required");
 	else if (r >= 0 && n == 0)
 		weft_vdoc_warn(v, p, "no sources: this target grants nothing "
@@ -726,7 +657,7 @@ smi_http_match(struct vdoc *v, struct json_object *e, const char *path,
 	int r, bad = 0;
 
 	memset(m, 0, sizeof(*m));
-	if (s_type(v, e, path, json_type_object, "an object") != 1) {
+	if (weft_vdoc_type(v, e, path, json_type_object, "an object") != 1) {
 		if (e == NULL)
 			weft_vdoc_err(v, path, "expected an object, got null");
 		return 1;
@@ -741,14 +672,14 @@ smi_http_match(struct vdoc *v, struct json_object *e, const char *path,
 	} else if ((m->name = strdup(name)) == NULL)
 		return -1;
 	snprintf(p, sizeof(p), "%s.pathRegex", path);
-	if ((r = s_str(v, e, "pathRegex", p, &re)) == -1)
+	if ((r = weft_vdoc_str(v, e, "pathRegex", p, &re)) == -1)
 		bad = 1;
 	else if (r == 1 && smi_regex(v, p, re) == -1)
 		bad = 1;
 	else if (r == 1 && (m->path_regex = strdup(re)) == NULL)
 		return -1;
 	snprintf(p, sizeof(p), "%s.methods", path);
-	if (s_arr(v, e, "methods", p, &a, &n) == -1)
+	if (weft_vdoc_arr(v, e, "methods", p, &a, &n) == -1)
 		bad = 1;
 	for (i = 0; i < n; i++) {
 		snprintf(p, sizeof(p), "%s.methods[%zu]", path, i);
@@ -771,7 +702,7 @@ smi_http_match(struct vdoc *v, struct json_object *e, const char *path,
 			return -1;
 	}
 	snprintf(p, sizeof(p), "%s.headers", path);
-	if ((hs = sfield(e, "headers")) != NULL) {
+	if ((hs = weft_vdoc_field(e, "headers")) != NULL) {
 		if (ver < 2) {
 			/* silently ignoring a filter would widen the match */
 			weft_vdoc_err(v, p, "not a field of " SMI_SPECS
@@ -808,8 +739,8 @@ weft_smi_http_route_group_add(struct weft_builder *b, struct vdoc *v,
 	nw = v->errs->n_warnings;
 	if ((ver = smi_version(v, o, SMI_SPECS, 1, 4)) == -1)
 		return 0;
-	top = sfield(o, "matches");
-	spec = sfield(o, "spec");
+	top = weft_vdoc_field(o, "matches");
+	spec = weft_vdoc_field(o, "spec");
 	if (ver <= 2) {
 		/* §8.2: matches is top-level before v1alpha3 */
 		if (spec != NULL)
@@ -818,7 +749,7 @@ weft_smi_http_route_group_add(struct weft_builder *b, struct vdoc *v,
 			    ver);
 		spec = o;
 		mpath = "matches";
-	} else if (top != NULL && sfield(spec, "matches") == NULL) {
+	} else if (top != NULL && weft_vdoc_field(spec, "matches") == NULL) {
 		/* also with an empty spec: a v1 API server would have kept
 		 * nothing at all */
 		weft_vdoc_warn(v, "matches", "belongs in spec.matches since "
@@ -831,12 +762,12 @@ weft_smi_http_route_group_add(struct weft_builder *b, struct vdoc *v,
 			    "spec.matches; only spec.matches belongs in "
 			    SMI_SPECS "/v1alpha%d", ver);
 		mpath = "spec.matches";
-		if (s_obj(v, o, "spec", "spec", &spec) == 0)
+		if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 0)
 			weft_vdoc_err(v, "spec", "required");
 	}
 	if (spec == NULL)
 		goto skip;
-	if ((r = s_arr(v, spec, "matches", mpath, &a, &n)) == 0)
+	if ((r = weft_vdoc_arr(v, spec, "matches", mpath, &a, &n)) == 0)
 		weft_vdoc_err(v, mpath, "required");
 	else if (r == 1 && n == 0)
 		weft_vdoc_warn(v, mpath, "no matches: this group matches no "
@@ -924,20 +855,22 @@ smi_l4_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 	if (ver < 4) {
 		/* §8.2: no ports before v1alpha4, so every port; a document
 		 * that lists some anyway must not be widened to all */
-		if (sfield(sfield(o, "spec"), "matches") != NULL)
+		if (weft_vdoc_field(weft_vdoc_field(o, "spec"),
+		    "matches") != NULL)
 			weft_vdoc_err(v, "spec.matches", "not a field of "
 			    SMI_SPECS "/v1alpha%d TCPRoute (ports came in "
 			    "v1alpha4; without them a TCPRoute covers every "
 			    "port)", ver);
 	} else {
-		if (s_obj(v, o, "spec", "spec", &spec) == 0)
+		if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 0)
 			weft_vdoc_err(v, "spec", "required");
-		else if (spec != NULL && s_obj(v, spec, "matches",
+		else if (spec != NULL && weft_vdoc_obj(v, spec, "matches",
 		    "spec.matches", &m) == 0)
 			weft_vdoc_err(v, "spec.matches", "required");
 		if (m != NULL) {
 			/* spec.matches.name (Go type only) is unused: A-9 */
-			if ((r = s_arr(v, m, "ports", "spec.matches.ports", &a,
+			if ((r = weft_vdoc_arr(v, m, "ports",
+			    "spec.matches.ports", &a,
 			    &n)) == 0)
 				weft_vdoc_err(v, "spec.matches.ports",
 				    "required (an empty list means every "
@@ -1299,14 +1232,16 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 	nw = v->errs->n_warnings;
 	if ((ver = smi_version(v, o, SMI_SPLIT, 1, 4)) == -1)
 		return 0;
-	if (s_str(v, sfield(o, "metadata"), "creationTimestamp",
+	if (weft_vdoc_str(v, weft_vdoc_field(o, "metadata"),
+	    "creationTimestamp",
 	    "metadata.creationTimestamp", &s) == 1 &&
 	    smi_time(s, &sp.created) == -1)
 		weft_vdoc_err(v, "metadata.creationTimestamp", "expected an "
 		    "RFC 3339 time (such as 2024-05-01T12:00:30Z), got %s",
-		    weft_vdoc_got(sfield(sfield(o, "metadata"),
+		    weft_vdoc_got(weft_vdoc_field(weft_vdoc_field(o,
+		    "metadata"),
 		    "creationTimestamp"), buf, sizeof(buf)));
-	if (s_obj(v, o, "spec", "spec", &spec) == 0)
+	if (weft_vdoc_obj(v, o, "spec", "spec", &spec) == 0)
 		weft_vdoc_err(v, "spec", "required");
 	if (spec == NULL)
 		goto skip;
@@ -1317,7 +1252,8 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 			goto oom;
 	}
 
-	if ((r = s_arr(v, spec, "backends", "spec.backends", &a, &n)) == 0)
+	if ((r = weft_vdoc_arr(v, spec, "backends", "spec.backends", &a,
+	    &n)) == 0)
 		weft_vdoc_err(v, "spec.backends", "required");
 	else if (r == 1 && n == 0)
 		weft_vdoc_err(v, "spec.backends", "expected at least one "
@@ -1327,7 +1263,8 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 	for (i = 0; i < n; i++) {
 		snprintf(p, sizeof(p), "spec.backends[%zu]", i);
 		e = json_object_array_get_idx(a, i);
-		if (s_type(v, e, p, json_type_object, "an object") != 1) {
+		if (weft_vdoc_type(v, e, p, json_type_object,
+		    "an object") != 1) {
 			if (e == NULL)
 				weft_vdoc_err(v, p, "expected an object, got "
 				    "null");
@@ -1336,7 +1273,8 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 		snprintf(p, sizeof(p), "spec.backends[%zu].service", i);
 		r = s_req_name(v, e, "service", p, weft_name_is_dns_label, &s);
 		snprintf(p, sizeof(p), "spec.backends[%zu].weight", i);
-		if (smi_weight(v, sfield(e, "weight"), p, ver, &w) == -1 ||
+		if (smi_weight(v, weft_vdoc_field(e, "weight"), p, ver,
+		    &w) == -1 ||
 		    r == -1)
 			continue;
 		if (sp.service != NULL && strcmp(s, sp.service) == 0)
@@ -1364,16 +1302,17 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 		weft_vdoc_warn(v, "spec.backends", "every weight is 0: "
 		    "requests for the service get 503 (A-15)");
 
-	if ((e = sfield(spec, "matches")) != NULL && ver < 3)
+	if ((e = weft_vdoc_field(spec, "matches")) != NULL && ver < 3)
 		/* a split limited to some requests must not become a
 		 * catch-all */
 		weft_vdoc_err(v, "spec.matches", "not a field of " SMI_SPLIT
 		    "/v1alpha%d (matches came in v1alpha3)", ver);
-	else if (s_arr(v, spec, "matches", "spec.matches", &a, &n) == 1) {
+	else if (weft_vdoc_arr(v, spec, "matches", "spec.matches", &a,
+	    &n) == 1) {
 		for (i = 0; i < n; i++) {
 			snprintf(p, sizeof(p), "spec.matches[%zu]", i);
 			e = json_object_array_get_idx(a, i);
-			if (s_type(v, e, p, json_type_object,
+			if (weft_vdoc_type(v, e, p, json_type_object,
 			    "an object") != 1) {
 				if (e == NULL)
 					weft_vdoc_err(v, p, "expected an "
@@ -1384,7 +1323,8 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 			if (s_req_str(v, e, "kind", p, &kind) == 1 &&
 			    strcmp(kind, "HTTPRouteGroup") != 0)
 				weft_vdoc_err(v, p, "expected HTTPRouteGroup, "
-				    "got %s", weft_vdoc_got(sfield(e, "kind"),
+				    "got %s", weft_vdoc_got(weft_vdoc_field(e,
+				    "kind"),
 				    buf, sizeof(buf)));
 			snprintf(p, sizeof(p), "spec.matches[%zu].name", i);
 			if (s_req_name(v, e, "name", p,
