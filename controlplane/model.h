@@ -88,6 +88,8 @@ int	weft_vdoc_obj(struct vdoc *v, struct json_object *o, const char *key,
 	    const char *path, struct json_object **out);
 int	weft_vdoc_arr(struct vdoc *v, struct json_object *o, const char *key,
 	    const char *path, struct json_object **out, size_t *n);
+/* strdup(s), NULL for NULL; *oom set when out of memory. */
+char	*weft_vdoc_strdup(const char *s, bool *oom);
 
 /* Record kind/namespace/name from file/doc.  Returns 1 if new, 0 if seen
  * before (*first set to the earlier record), -1 on allocation failure. */

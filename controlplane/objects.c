@@ -467,8 +467,8 @@ v_cidr(struct vdoc *v, struct json_object *val, const char *path,
 	return 0;
 }
 
-static char *
-xstrdup(const char *s, bool *oom)
+char *
+weft_vdoc_strdup(const char *s, bool *oom)
 {
 	char *d;
 
@@ -543,7 +543,7 @@ ns_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	ns.name = xstrdup(name, &oom);
+	ns.name = weft_vdoc_strdup(name, &oom);
 	if (oom)
 		goto oom;
 	return weft_builder_add_namespace(b, &ns);
@@ -776,11 +776,11 @@ pod_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	p.namespace = xstrdup(ns, &oom);
-	p.name = xstrdup(name, &oom);
-	p.uid = xstrdup(uid, &oom);
-	p.node = xstrdup(node, &oom);
-	p.service_account = xstrdup(sa != NULL ? sa : "default", &oom);
+	p.namespace = weft_vdoc_strdup(ns, &oom);
+	p.name = weft_vdoc_strdup(name, &oom);
+	p.uid = weft_vdoc_strdup(uid, &oom);
+	p.node = weft_vdoc_strdup(node, &oom);
+	p.service_account = weft_vdoc_strdup(sa != NULL ? sa : "default", &oom);
 	p.ready = p.ip.family != 0 && !terminating;
 	if (oom)
 		goto oom;
@@ -816,7 +816,7 @@ svc_port(struct vdoc *v, struct json_object *e, const char *path,
 		keep = 0;
 	snprintf(p, sizeof(p), "%s.name", path);
 	if (v_name(v, e, "name", p, weft_name_is_dns_label, &s) == 1)
-		sp->name = xstrdup(s, &oom);
+		sp->name = weft_vdoc_strdup(s, &oom);
 	else
 		s = NULL;
 	if ((r = v_protocol(v, e, path, &sp->protocol)) != 1)
@@ -828,14 +828,15 @@ svc_port(struct vdoc *v, struct json_object *e, const char *path,
 		(void)v_port(v, tp, p, &sp->target_port);
 	else if (json_object_is_type(tp, json_type_string) &&
 	    weft_name_is_iana_svc(json_object_get_string(tp)))
-		sp->target_port_name = xstrdup(json_object_get_string(tp), &oom);
+		sp->target_port_name = weft_vdoc_strdup(
+		    json_object_get_string(tp), &oom);
 	else
 		verr(v, p, "expected 1-65535 or an IANA service name (at most "
 		    "15 lowercase letters, digits and '-', with at least one "
 		    "letter), got %s", vgot(tp, buf, sizeof(buf)));
 	snprintf(p, sizeof(p), "%s.appProtocol", path);
 	if (weft_vdoc_str(v, e, "appProtocol", p, &s) == 1)
-		sp->app_protocol = xstrdup(s, &oom);
+		sp->app_protocol = weft_vdoc_strdup(s, &oom);
 	if (oom)
 		return -1;
 	return keep;
@@ -918,8 +919,8 @@ svc_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	s.namespace = xstrdup(ns, &oom);
-	s.name = xstrdup(name, &oom);
+	s.namespace = weft_vdoc_strdup(ns, &oom);
+	s.name = weft_vdoc_strdup(name, &oom);
 	if (oom)
 		goto oom;
 	return weft_builder_add_service(b, &s);
@@ -991,11 +992,11 @@ other_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 	log_debug("%s: document %u: %s%s (%s) is not a kind weft handles; "
 	    "kept aside", v->file, v->doc, v->prefix, v->what, api_version);
 	memset(&x, 0, sizeof(x));
-	x.api_version = xstrdup(api_version, &oom);
-	x.kind = xstrdup(kind, &oom);
-	x.namespace = xstrdup(ns, &oom);
-	x.name = xstrdup(name, &oom);
-	x.file = xstrdup(v->file, &oom);
+	x.api_version = weft_vdoc_strdup(api_version, &oom);
+	x.kind = weft_vdoc_strdup(kind, &oom);
+	x.namespace = weft_vdoc_strdup(ns, &oom);
+	x.name = weft_vdoc_strdup(name, &oom);
+	x.file = weft_vdoc_strdup(v->file, &oom);
 	x.doc = v->doc;
 	if (oom) {
 		free(x.api_version);

@@ -85,18 +85,6 @@ s_req_name(struct vdoc *v, struct json_object *o, const char *key,
 	return -1;
 }
 
-static char *
-sdup(const char *s, bool *oom)
-{
-	char *d;
-
-	if (s == NULL)
-		return NULL;
-	if ((d = strdup(s)) == NULL)
-		*oom = true;
-	return d;
-}
-
 static int
 strv_push(char ***v, size_t *n, const char *s)
 {
@@ -253,8 +241,8 @@ smi_subject(struct vdoc *v, struct json_object *e, const char *path,
 	}
 	if (bad)
 		return -1;
-	out->namespace = sdup(sns != NULL ? sns : ns, oom);
-	out->name = sdup(name, oom);
+	out->namespace = weft_vdoc_strdup(sns != NULL ? sns : ns, oom);
+	out->name = weft_vdoc_strdup(name, oom);
 	return *oom ? -1 : 1;
 }
 
@@ -475,8 +463,8 @@ weft_smi_target_add(struct weft_builder *b, struct vdoc *v,
 		goto skip;
 	if (drop)
 		goto skip;
-	t.namespace = sdup(ns, &oom);
-	t.name = sdup(name, &oom);
+	t.namespace = weft_vdoc_strdup(ns, &oom);
+	t.name = weft_vdoc_strdup(name, &oom);
 	if (oom || smi_origin(v, spec, &org) == -1)
 		goto oom;
 	if (smi_grow((void **)&all->targets, &b->target_origins,
@@ -808,8 +796,8 @@ weft_smi_http_route_group_add(struct weft_builder *b, struct vdoc *v,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	g.namespace = sdup(ns, &oom);
-	g.name = sdup(name, &oom);
+	g.namespace = weft_vdoc_strdup(ns, &oom);
+	g.name = weft_vdoc_strdup(name, &oom);
 	if (oom || smi_grow((void **)&all->http_route_groups, NULL,
 	    &b->cap_http_route_groups, all->n_http_route_groups,
 	    sizeof(g)) == -1)
@@ -909,8 +897,8 @@ smi_l4_add(struct weft_builder *b, struct vdoc *v, struct json_object *o,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	rt.namespace = sdup(ns, &oom);
-	rt.name = sdup(name, &oom);
+	rt.namespace = weft_vdoc_strdup(ns, &oom);
+	rt.name = weft_vdoc_strdup(name, &oom);
 	if (oom)
 		goto oom;
 	if (udp) {
@@ -1343,8 +1331,8 @@ weft_smi_split_add(struct weft_builder *b, struct vdoc *v,
 		goto oom;
 	if (r == 0)
 		goto skip;
-	sp.namespace = sdup(ns, &oom);
-	sp.name = sdup(name, &oom);
+	sp.namespace = weft_vdoc_strdup(ns, &oom);
+	sp.name = weft_vdoc_strdup(name, &oom);
 	if (oom || smi_origin(v, "spec.", &org) == -1)
 		goto oom;
 	if (smi_grow((void **)&all->splits, &b->split_origins, &b->cap_splits,
